@@ -1,0 +1,256 @@
+"""Image-classification data from TFDS, an image folder or a synthetic task, through tf.data.
+
+Every source yields (encoded or decoded image, label) pairs for this process's share of a split.
+Training order and augmentation are functions of (seed, epoch, position) only, so a run resumed
+in the middle of an epoch sees exactly the batches it would have seen.
+"""
+
+import dataclasses
+import math
+import os
+from typing import Any, Iterator
+
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from alexnet_jax.errors import UserInputError
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """This process's examples of one split: a dataset of {'image', 'label'} and counts."""
+  examples: tf.data.Dataset
+  num_local: int  # Examples this process reads.
+  num_global: int  # Examples over all processes.
+  decoded: bool  # True when 'image' is already a uint8 tensor.
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  num_classes: int
+  train: Split
+  eval: Split
+
+
+# ---------------------------------------------------------------------------------- sources
+
+
+def _image_folder_split(root: str, split: str, class_names: list[str], process_index: int,
+                        process_count: int) -> Split:
+  split_dir = os.path.join(root, split)
+  if not os.path.isdir(split_dir):
+    raise UserInputError(f'dataset.data_dir={root!r} has no {split!r} split folder '
+                         f'(expected {split_dir}/<class>/<image>).')
+  paths, labels = [], []
+  for label, name in enumerate(class_names):
+    class_dir = os.path.join(split_dir, name)
+    files = sorted(f for f in os.listdir(class_dir) if f.lower().endswith(IMAGE_EXTENSIONS)) \
+        if os.path.isdir(class_dir) else []
+    paths += [os.path.join(class_dir, f) for f in files]
+    labels += [label] * len(files)
+  if not paths:
+    raise UserInputError(f'no images ({", ".join(IMAGE_EXTENSIONS)}) under {split_dir}/<class>/.')
+  local = slice(process_index, None, process_count)
+  examples = tf.data.Dataset.from_tensor_slices(
+      {'image': paths[local], 'label': np.asarray(labels[local], np.int32)})
+  examples = examples.map(lambda x: {'image': tf.io.read_file(x['image']), 'label': x['label']})
+  return Split(examples, len(paths[local]), len(paths), decoded=False)
+
+
+def _image_folder(config: ml_collections.ConfigDict, process_index: int,
+                  process_count: int) -> Source:
+  """DIR/split/class/image, classes named by the training split's folders, sorted."""
+  train_dir = os.path.join(config.data_dir, config.train_split)
+  if not os.path.isdir(train_dir):
+    raise UserInputError(f'dataset.data_dir={config.data_dir!r} has no {config.train_split!r} '
+                         f'split folder (expected {train_dir}/<class>/<image>).')
+  class_names = sorted(d for d in os.listdir(train_dir)
+                       if os.path.isdir(os.path.join(train_dir, d)))
+  if not class_names:
+    raise UserInputError(f'no class folders in {train_dir}.')
+  splits = [_image_folder_split(config.data_dir, s, class_names, process_index, process_count)
+            for s in (config.train_split, config.eval_split)]
+  return Source(len(class_names), *splits)
+
+
+def _tfds(config: ml_collections.ConfigDict, process_index: int, process_count: int) -> Source:
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  builder = tfds.builder(config.name, data_dir=config.data_dir)
+  builder.download_and_prepare()  # A no-op when prepared; imagenet2012 needs its manual_dir.
+
+  def split(name):
+    local_name = tfds.even_splits(name, n=process_count)[process_index]
+    examples = builder.as_dataset(split=local_name, shuffle_files=False,
+                                  decoders={'image': tfds.decode.SkipDecoding()})
+    examples = examples.map(lambda x: {'image': x['image'], 'label': tf.cast(x['label'], tf.int32)})
+    return Split(examples, builder.info.splits[local_name].num_examples,
+                 builder.info.splits[name].num_examples, decoded=False)
+
+  return Source(builder.info.features['label'].num_classes,
+                split(config.train_split), split(config.eval_split))
+
+
+def synthetic_images(num_examples: int, num_classes: int, image_size: int,
+                     seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """A learnable task: each class is a fixed random low-frequency pattern, plus noise."""
+  rng = np.random.default_rng(seed)
+  coarse = rng.uniform(0, 255, (num_classes, 4, 4, 3))
+  templates = np.kron(coarse, np.ones((1, -(-image_size // 4), -(-image_size // 4), 1)))
+  templates = templates[:, :image_size, :image_size]
+  labels = rng.integers(0, num_classes, num_examples).astype(np.int32)
+  noise = rng.normal(0, 40, (num_examples, image_size, image_size, 3))
+  images = np.clip(templates[labels] + noise, 0, 255).astype(np.uint8)
+  return images, labels
+
+
+def _synthetic(config: ml_collections.ConfigDict, process_index: int,
+               process_count: int) -> Source:
+  def split(num_examples, seed):
+    images, labels = synthetic_images(num_examples, config.synthetic_num_classes,
+                                      config.image_size, seed)
+    local = slice(process_index, None, process_count)
+    examples = tf.data.Dataset.from_tensor_slices({'image': images[local], 'label': labels[local]})
+    return Split(examples, len(labels[local]), num_examples, decoded=True)
+
+  return Source(config.synthetic_num_classes, split(config.synthetic_train_examples, 0),
+                split(config.synthetic_eval_examples, 1))
+
+
+def create_source(config: ml_collections.ConfigDict, process_index: int = 0,
+                  process_count: int = 1) -> Source:
+  """The dataset named by `config.name` (a `config.dataset` block)."""
+  if config.name not in ('synthetic',) and config.data_dir is not None \
+      and not os.path.isdir(config.data_dir):
+    raise UserInputError(f'dataset.data_dir={config.data_dir!r} does not exist.')
+  if config.name == 'synthetic':
+    return _synthetic(config, process_index, process_count)
+  if config.name == 'image_folder':
+    if config.data_dir is None:
+      raise UserInputError('dataset.name=image_folder needs dataset.data_dir=PATH.')
+    return _image_folder(config, process_index, process_count)
+  return _tfds(config, process_index, process_count)
+
+
+# ----------------------------------------------------------------------------- preprocessing
+
+
+def decode_and_resize(image: tf.Tensor, image_size: int, decoded: bool) -> tf.Tensor:
+  """Decode, rescale the shorter side to `image_size`, keep the central square (Sec. 2)."""
+  if not decoded:
+    image = tf.io.decode_image(image, channels=3, expand_animations=False)
+  shape = tf.shape(image)
+  height, width = shape[0], shape[1]
+
+  def resize():
+    scale = tf.cast(image_size, tf.float32) / tf.cast(tf.minimum(height, width), tf.float32)
+    new_size = tf.cast(tf.math.ceil(tf.cast([height, width], tf.float32) * scale), tf.int32)
+    new_size = tf.maximum(new_size, image_size)
+    resized = tf.image.resize(image, new_size, method='bilinear', antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+  image = tf.cond(tf.minimum(height, width) == image_size, lambda: image, resize)
+  image = tf.image.resize_with_crop_or_pad(image, image_size, image_size)
+  return tf.ensure_shape(image, [image_size, image_size, 3])
+
+
+def augment_and_normalize(image: tf.Tensor, seed: tf.Tensor, *, crop_size: int,
+                          random_crop: bool, random_flip: bool,
+                          mean_rgb: tf.Tensor) -> tf.Tensor:
+  """Random (or central) crop, random reflection, float32 minus the mean (Sec. 4.1)."""
+  crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+  if random_crop:
+    image = tf.image.stateless_random_crop(image, [crop_size, crop_size, 3], crop_seed)
+  else:
+    image = tf.image.resize_with_crop_or_pad(image, crop_size, crop_size)
+  if random_flip:
+    image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+  return tf.cast(image, tf.float32) - mean_rgb
+
+
+# --------------------------------------------------------------------------------- pipelines
+
+
+def _decoded(split: Split, config: ml_collections.ConfigDict) -> tf.data.Dataset:
+  return split.examples.map(
+      lambda x: {'image': decode_and_resize(x['image'], config.image_size, split.decoded),
+                 'label': x['label']},
+      num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def train_epoch(source: Source, config: ml_collections.ConfigDict, *, batch_size: int,
+                seed: int, epoch: int, skip_batches: int = 0,
+                cached: tf.data.Dataset | None = None) -> Iterator[dict[str, np.ndarray]]:
+  """One epoch of this process's training batches (`batch_size` per process, remainder dropped).
+
+  The order and the crops depend only on (seed, epoch), so `skip_batches` resumes mid-epoch.
+  `cached` is the decoded training set kept in memory across epochs (`training_cache`).
+  """
+  epoch_seed = seed * 1_000_003 + epoch
+  if cached is not None:
+    examples = cached.shuffle(config.shuffle_buffer, seed=epoch_seed,
+                              reshuffle_each_iteration=False)
+  else:  # Shuffle before decoding, so that only file names sit in the buffer.
+    examples = source.train.examples.shuffle(config.shuffle_buffer, seed=epoch_seed,
+                                             reshuffle_each_iteration=False)
+  examples = examples.enumerate().skip(skip_batches * batch_size)
+  mean_rgb = tf.constant(config.mean_rgb, tf.float32)
+
+  def preprocess(index, x):
+    image = x['image'] if cached is not None else decode_and_resize(
+        x['image'], config.image_size, source.train.decoded)
+    seed_pair = tf.stack([tf.constant(epoch_seed, tf.int64), index])
+    image = augment_and_normalize(image, seed_pair, crop_size=config.crop_size,
+                                  random_crop=config.random_crop,
+                                  random_flip=config.random_flip, mean_rgb=mean_rgb)
+    return {'image': image, 'label': x['label']}
+
+  examples = examples.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+  return examples.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE) \
+      .as_numpy_iterator()
+
+
+def training_cache(source: Source, config: ml_collections.ConfigDict) -> tf.data.Dataset | None:
+  """The decoded training set, kept in memory after its first pass, when `config.cache`."""
+  return _decoded(source.train, config).cache() if config.cache else None
+
+
+def num_eval_batches(num_global: int, process_count: int, batch_size: int) -> int:
+  """The same on every process: enough for the largest process share."""
+  return math.ceil(math.ceil(num_global / process_count) / batch_size)
+
+
+def eval_batches(source: Source, config: ml_collections.ConfigDict, *, batch_size: int,
+                 process_count: int = 1) -> tf.data.Dataset:
+  """Every evaluation example once, centre-cropped, padded with mask=0 to whole batches."""
+  mean_rgb = tf.constant(config.mean_rgb, tf.float32)
+  examples = _decoded(source.eval, config).map(
+      lambda x: {'image': tf.cast(tf.image.resize_with_crop_or_pad(
+          x['image'], config.crop_size, config.crop_size), tf.float32) - mean_rgb,
+                 'label': x['label'], 'mask': tf.constant(1.0)},
+      num_parallel_calls=tf.data.AUTOTUNE)
+  num_batches = num_eval_batches(source.eval.num_global, process_count, batch_size)
+  padding = tf.data.Dataset.from_tensors(
+      {'image': tf.zeros([config.crop_size, config.crop_size, 3]),
+       'label': tf.constant(0, tf.int32), 'mask': tf.constant(0.0)}
+  ).repeat(num_batches * batch_size - source.eval.num_local)
+  examples = examples.concatenate(padding)
+  if config.cache:
+    examples = examples.cache()
+  return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def hide_accelerators_from_tensorflow() -> None:
+  """tf.data runs on the host; keep TensorFlow off the GPUs and TPUs that JAX uses."""
+  tf.config.set_visible_devices([], 'GPU')
+  try:
+    tf.config.set_visible_devices([], 'TPU')
+  except (RuntimeError, ValueError):
+    pass
+
+
+def as_dict(batch: Any) -> dict[str, np.ndarray]:
+  return {k: np.asarray(v) for k, v in batch.items()}

@@ -1,0 +1,257 @@
+"""AlexNet (Krizhevsky et al., 2012) and the four-layer CIFAR-10 net of its Figure 1, in Flax Linen.
+
+Towers. The two-tower net is the paper's grouped network: conv2, conv4 and conv5 see only their
+own tower's maps, conv3 and the fully-connected layers see both towers. Its parameter tree is the
+grouped one (conv2's kernel is 5x5x48x256), and it is the same for every mesh shape, so
+checkpoints move between meshes. Each tower is computed as its own convolution on its channel
+half, because a grouped convolution (`feature_group_count`) is 4-6x slower on XLA:CPU.
+
+Model parallelism. Under `jax.shard_map` with `model_axis` set, every layer's output channels
+(kernel and bias) are split over that mesh axis, so a device holds its towers' share of every
+layer, as each GPU did. Layers that read both towers first `all_gather` their input over the axis;
+layers that read their own tower need no communication. With `model_axis=None` the module is the
+plain single-device network.
+"""
+
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {'relu': nn.relu, 'tanh': jnp.tanh}
+CONV1_PADDINGS = {'valid': ((0, 0), (0, 0)), 'cuda_convnet': ((2, 1), (2, 1))}
+
+
+def _axis_size(axis: str | None) -> int:
+  return 1 if axis is None else lax.axis_size(axis)
+
+
+def _axis_index(axis: str | None) -> jax.Array | int:
+  return 0 if axis is None else lax.axis_index(axis)
+
+
+def _gather_channels(x: jax.Array, axis: str | None) -> jax.Array:
+  """All the towers' maps on every device: channels of all shards, in tower order."""
+  return x if axis is None else lax.all_gather(x, axis, axis=x.ndim - 1, tiled=True)
+
+
+def local_response_norm(x: jax.Array, *, k: float, n: int, alpha: float, beta: float,
+                        num_groups: int = 1) -> jax.Array:
+  """Sec. 3.3: b_i = a_i / (k + alpha * sum_{|j-i|<=n/2} a_j^2)^beta, within each channel group.
+
+  alpha multiplies the plain sum of squares (torch's LocalResponseNorm divides it by n). The sum
+  runs over the channels of the same group (tower) only, as each GPU normalised its own maps; it
+  is a matmul with a block-diagonal band matrix, which XLA compiles well on every backend.
+  """
+  channels = x.shape[-1]
+  per_group = channels // num_groups
+  index = np.arange(channels)
+  band = ((np.abs(index[:, None] - index[None, :]) <= n // 2)
+          & (index[:, None] // per_group == index[None, :] // per_group))
+  sum_sq = jnp.dot(jnp.square(x), jnp.asarray(band, x.dtype), precision=lax.Precision.HIGHEST)
+  return x * lax.pow(k + alpha * sum_sq, -beta)
+
+
+class Conv(nn.Module):
+  """A convolution whose output channels may be sharded over `model_axis`.
+
+  `inputs` says what the layer sees (Figure 2): 'image', the same input on every device;
+  'own_tower', the maps of its own tower only (input and output channels are split into the
+  towers on this device, each convolved separately with its slice of the kernel); 'all_towers',
+  the maps of every tower, gathered over `model_axis` first.
+  """
+  features: int  # Over all towers and devices.
+  kernel_size: int
+  stride: int = 1
+  padding: str | Sequence[tuple[int, int]] = 'SAME'
+  inputs: str = 'all_towers'
+  num_local_towers: int = 1
+  model_axis: str | None = None
+  init_std: float = 0.01
+  bias_init: float = 0.0
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    groups = self.num_local_towers if self.inputs == 'own_tower' else 1
+    if self.inputs == 'all_towers':
+      x = _gather_channels(x, self.model_axis)
+    local_features = self.features // _axis_size(self.model_axis)
+    kernel = self.param('kernel', nn.initializers.normal(self.init_std),
+                        (self.kernel_size, self.kernel_size, x.shape[-1] // groups, local_features))
+    bias = self.param('bias', nn.initializers.constant(self.bias_init), (local_features,))
+    conv = lambda inputs, w: lax.conv_general_dilated(
+        inputs, w, (self.stride, self.stride), self.padding,
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    outputs = [conv(xs, ws) for xs, ws in zip(jnp.split(x, groups, axis=-1),
+                                               jnp.split(kernel, groups, axis=-1))]
+    return jnp.concatenate(outputs, axis=-1) + bias
+
+
+class Dense(nn.Module):
+  """A fully-connected layer over all towers' inputs.
+
+  Its output features are sharded over `model_axis` unless `sharded=False`: the classifier is
+  computed whole on every model shard, so the loss needs no more communication.
+  """
+  features: int
+  sharded: bool = True
+  model_axis: str | None = None
+  init_std: float = 0.01
+  bias_init: float = 0.0
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = _gather_channels(x, self.model_axis)
+    x = x.reshape(x.shape[0], -1)
+    local_features = self.features // (_axis_size(self.model_axis) if self.sharded else 1)
+    kernel = self.param('kernel', nn.initializers.normal(self.init_std),
+                        (x.shape[-1], local_features))
+    bias = self.param('bias', nn.initializers.constant(self.bias_init), (local_features,))
+    return x @ kernel + bias
+
+
+def dropout(x: jax.Array, rate: float, rng: jax.Array, *, data_axis: str | None,
+            model_axis: str | None) -> jax.Array:
+  """Dropout whose mask does not depend on the mesh.
+
+  The mask is drawn for the global batch and all features, then this device's rows (over
+  `data_axis`) and columns (over `model_axis`) are cut from it, so every mesh shape drops the same
+  units as the single-device network with the same key.
+  """
+  if rate == 0.0:
+    return x
+  batch, features = x.shape
+  num_rows, num_cols = batch * _axis_size(data_axis), features * _axis_size(model_axis)
+  keep = jax.random.bernoulli(rng, 1.0 - rate, (num_rows, num_cols))
+  keep = lax.dynamic_slice(keep, (_axis_index(data_axis) * batch,
+                                  _axis_index(model_axis) * features), (batch, features))
+  return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+class AlexNet(nn.Module):
+  """The paper's network (Figure 2), every ablation behind an attribute."""
+  REPLICATED_LAYERS = ('fc8',)  # Computed whole on every model shard.
+  num_classes: int
+  activation: str = 'relu'
+  pool_size: int = 3
+  pool_stride: int = 2
+  lrn: bool = True
+  lrn_k: float = 2.0
+  lrn_n: int = 5
+  lrn_alpha: float = 1e-4
+  lrn_beta: float = 0.75
+  dropout_rate: float = 0.5
+  num_towers: int = 2
+  conv_features: Sequence[int] = (96, 256, 384, 384, 256)
+  fc_features: Sequence[int] = (4096, 4096)
+  width_multiplier: float = 1.0
+  conv1_padding: str = 'valid'
+  init_std: float = 0.01
+  bias_one_layers: Sequence[str] = ('conv2', 'conv4', 'conv5', 'fc6', 'fc7')
+  data_axis: str | None = None
+  model_axis: str | None = None
+
+  @nn.compact
+  def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
+    act = ACTIVATIONS[self.activation]
+    local_towers = self.num_towers // _axis_size(self.model_axis)
+    # Footnote 2: the one-GPU net halves conv1-conv4 only.
+    features = [int(f * self.width_multiplier) if i < 4 else f
+                for i, f in enumerate(self.conv_features)]
+
+    def conv(name, index, kernel_size, stride, padding, inputs):
+      return Conv(features[index], kernel_size, stride, padding, inputs=inputs,
+                  num_local_towers=local_towers, model_axis=self.model_axis,
+                  init_std=self.init_std, bias_init=float(name in self.bias_one_layers),
+                  name=name)
+
+    def dense(name, num_features, sharded=True):
+      return Dense(num_features, sharded=sharded, model_axis=self.model_axis,
+                   init_std=self.init_std, bias_init=float(name in self.bias_one_layers),
+                   name=name)
+
+    def norm(x):
+      if not self.lrn:
+        return x
+      return local_response_norm(x, k=self.lrn_k, n=self.lrn_n, alpha=self.lrn_alpha,
+                                 beta=self.lrn_beta, num_groups=local_towers)
+
+    def pool(x):
+      return nn.max_pool(x, (self.pool_size,) * 2, (self.pool_stride,) * 2, 'VALID')
+
+    def drop(x):
+      if not train or self.dropout_rate == 0.0:
+        return x
+      return dropout(x, self.dropout_rate, self.make_rng('dropout'),
+                     data_axis=self.data_axis, model_axis=self.model_axis)
+
+    x = images
+    x = pool(norm(act(conv('conv1', 0, 11, 4, CONV1_PADDINGS[self.conv1_padding], 'image')(x))))
+    x = pool(norm(act(conv('conv2', 1, 5, 1, ((2, 2), (2, 2)), 'own_tower')(x))))
+    x = act(conv('conv3', 2, 3, 1, ((1, 1), (1, 1)), 'all_towers')(x))
+    x = act(conv('conv4', 3, 3, 1, ((1, 1), (1, 1)), 'own_tower')(x))
+    x = pool(act(conv('conv5', 4, 3, 1, ((1, 1), (1, 1)), 'own_tower')(x)))
+    x = drop(act(dense('fc6', self.fc_features[0])(x)))
+    x = drop(act(dense('fc7', self.fc_features[1])(x)))
+    return dense('fc8', self.num_classes, sharded=False)(x)
+
+
+class CifarNet(nn.Module):
+  """The four-layer net of Figure 1: cuda-convnet's 18% CIFAR-10 net.
+
+  Three 5x5 convolutions, each followed by the activation, max pooling (padded at the end, as
+  cuda-convnet pooled, so 32 -> 16 -> 8 -> 4 for 3/2 and 2/2 alike) and optional LRN, then a
+  linear classifier.
+  """
+  REPLICATED_LAYERS = ('fc4',)
+  num_classes: int
+  activation: str = 'relu'
+  pool_size: int = 3
+  pool_stride: int = 2
+  lrn: bool = False
+  lrn_k: float = 2.0
+  lrn_n: int = 5
+  lrn_alpha: float = 1e-4
+  lrn_beta: float = 0.75
+  conv_features: Sequence[int] = (32, 32, 64)
+  kernel_size: int = 5
+  init_std: float = 0.01
+  bias_one_layers: Sequence[str] = ()
+  data_axis: str | None = None  # Batch sharding needs nothing of this net; kept for one API.
+  model_axis: str | None = None
+
+  @nn.compact
+  def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
+    del train  # No dropout in the Figure 1 experiment.
+    act = ACTIVATIONS[self.activation]
+    x = images
+    for i, num_features in enumerate(self.conv_features):
+      name = f'conv{i + 1}'
+      x = Conv(num_features, self.kernel_size, padding='SAME',
+               inputs='image' if i == 0 else 'all_towers', model_axis=self.model_axis,
+               init_std=self.init_std, bias_init=float(name in self.bias_one_layers),
+               name=name)(x)
+      x = nn.max_pool(act(x), (self.pool_size,) * 2, (self.pool_stride,) * 2, 'SAME')
+      if self.lrn:
+        x = local_response_norm(x, k=self.lrn_k, n=self.lrn_n, alpha=self.lrn_alpha,
+                                beta=self.lrn_beta)
+    name = f'fc{len(self.conv_features) + 1}'
+    return Dense(self.num_classes, sharded=False, model_axis=self.model_axis,
+                 init_std=self.init_std, bias_init=float(name in self.bias_one_layers),
+                 name=name)(x)
+
+
+MODELS = {'alexnet': AlexNet, 'cifar_net': CifarNet}
+
+
+def create_model(model_config, num_classes: int, *, data_axis: str | None = None,
+                 model_axis: str | None = None) -> nn.Module:
+  """The network named by `model_config.name`, its attributes taken from the config."""
+  cls = MODELS[model_config.name]
+  fields = {f for f in cls.__dataclass_fields__ if f not in ('parent', 'name')}
+  kwargs = {k: v for k, v in model_config.items() if k in fields}
+  kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+  return cls(num_classes=num_classes, data_axis=data_axis, model_axis=model_axis, **kwargs)

@@ -1,0 +1,61 @@
+"""The ('data', 'model') device mesh, partition specs, and the shard_map wrapper.
+
+Every layer's output channels (the last axis of its kernel, and its bias) are split over
+'model', except the classifier's, which every model shard computes whole so that the loss needs
+no further communication. The batch is split over 'data'. The same code runs every mesh shape,
+the single device included.
+"""
+
+from typing import Any, Callable
+
+import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = 'data'
+MODEL_AXIS = 'model'
+BATCH_SPEC = P(DATA_AXIS)
+REPLICATED = P()
+
+
+def mesh_shape(num_data: int, num_model: int, num_devices: int) -> tuple[int, int]:
+  """Resolves -1 (all remaining devices) and checks that the shape uses every device."""
+  if num_data == -1 and num_model == -1:
+    raise ValueError('mesh.data and mesh.model cannot both be -1.')
+  if num_data == -1:
+    num_data = num_devices // num_model
+  if num_model == -1:
+    num_model = num_devices // num_data
+  if num_data < 1 or num_model < 1 or num_data * num_model != num_devices:
+    raise ValueError(f'mesh.data={num_data} x mesh.model={num_model} must equal the number of '
+                     f'devices, {num_devices}.')
+  return num_data, num_model
+
+
+def create_mesh(num_data: int, num_model: int) -> Mesh:
+  shape = mesh_shape(num_data, num_model, jax.device_count())
+  return jax.make_mesh(shape, (DATA_AXIS, MODEL_AXIS),
+                       axis_types=(jax.sharding.AxisType.Explicit,) * 2)
+
+
+def param_specs(params: Any, replicated_layers: tuple[str, ...]) -> Any:
+  """Output channels over 'model' for every leaf, except the layers computed whole."""
+
+  def spec(path, leaf):
+    layer = path[0].key
+    if layer in replicated_layers:
+      return REPLICATED
+    return P(*([None] * (leaf.ndim - 1)), MODEL_AXIS)
+
+  return jax.tree_util.tree_map_with_path(spec, params)
+
+
+def shardings(mesh: Mesh, specs: Any) -> Any:
+  return jax.tree.map(lambda s: NamedSharding(mesh, s), specs,
+                      is_leaf=lambda x: isinstance(x, P))
+
+
+def sharded_step(fn: Callable, mesh: Mesh, in_specs: tuple, out_specs: Any,
+                 donate_argnums: tuple[int, ...] = ()) -> Callable:
+  """`fn` under jax.shard_map over `mesh`, jitted."""
+  return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs),
+                 donate_argnums=donate_argnums)

@@ -1,0 +1,362 @@
+"""Train state, loss, the shard_mapped train and eval steps, and the training loop."""
+
+import functools
+import json
+import os
+import time
+from typing import Any, Callable, Iterable
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tensorflow as tf
+from absl import logging
+from jax import lax
+from jax.sharding import NamedSharding
+from tensorflow.core.framework import summary_pb2
+
+from alexnet_jax import checkpoints
+from alexnet_jax import input_pipeline
+from alexnet_jax import models
+from alexnet_jax import optim
+from alexnet_jax import parallel
+from alexnet_jax import validation
+from alexnet_jax.errors import NonFiniteError, UserInputError
+
+BOTH_AXES = (parallel.DATA_AXIS, parallel.MODEL_AXIS)
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  rng: jax.Array  # Raw uint32 key data, so that orbax stores it as a plain array.
+  # Sums over this epoch's mini-batches: loss, errors, examples (the paper's training error).
+  epoch_sums: jax.Array
+  # The plateau schedule's memory (Sec. 5), restored with the run.
+  lr_cuts: jax.Array
+  best_eval_error: jax.Array
+  evals_without_improvement: jax.Array
+
+
+def state_specs(state: TrainState, replicated_layers: tuple[str, ...]) -> TrainState:
+  """Parameters and their velocity split over 'model'; everything else replicated."""
+  param_specs = parallel.param_specs(state.params, replicated_layers)
+  specs = jax.tree.map(lambda _: parallel.REPLICATED, state)
+  return specs.replace(params=param_specs,
+                       opt_state=optim.VelocityState(velocity=param_specs))
+
+
+def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformationExtraArgs:
+  return optim.paper_sgd(config.momentum, config.weight_decay, decay_biases=config.decay_biases,
+                         bias_lr_multiplier=config.bias_lr_multiplier)
+
+
+def create_train_state(config: ml_collections.ConfigDict, model: Any, image_shape: tuple[int, ...],
+                       mesh: jax.sharding.Mesh) -> tuple[TrainState, TrainState]:
+  """A fresh state laid out on `mesh`, and its partition specs.
+
+  The parameters are initialised whole (the single-device network), so that every mesh shape
+  starts from the same numbers, then placed shard by shard.
+  """
+  tx = create_optimizer(config)
+  params_key, dropout_key = jax.random.split(jax.random.PRNGKey(config.seed))
+
+  def init():
+    params = model.init({'params': params_key}, jnp.zeros((1, *image_shape)), train=False)
+    params = params['params']
+    return TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params),
+                      rng=dropout_key, epoch_sums=jnp.zeros(3, jnp.float32),
+                      lr_cuts=jnp.int32(0), best_eval_error=jnp.float32(np.inf),
+                      evals_without_improvement=jnp.int32(0))
+
+  abstract = jax.eval_shape(init)
+  empty = [jax.tree_util.keystr(path) for path, leaf in
+           jax.tree_util.tree_leaves_with_path(abstract.params) if leaf.size == 0]
+  if empty:
+    raise UserInputError(f'config.dataset.crop_size={image_shape[0]} is too small for '
+                         f'{type(model).__name__}: its pooling leaves no pixels ({empty[0]} is '
+                         'empty).')
+  specs = state_specs(abstract, type(model).REPLICATED_LAYERS)
+  state = jax.jit(init, out_shardings=parallel.shardings(mesh, specs))()
+  return state, specs
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: Any, tx: Any,
+               learning_rate_fn: Callable) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One SGD step on this device's share of the batch, inside shard_map.
+
+  The loss is averaged over 'data' (and over the identical copies on 'model') before
+  differentiation; shard_map's transpose then sums each parameter's gradient over exactly the
+  devices that used it, so no gradient is reduced by hand (that would count it twice).
+  """
+  dropout_key = jax.random.fold_in(state.rng, state.step)
+
+  def loss_fn(params):
+    logits = model.apply({'params': params}, batch['image'], train=True,
+                         rngs={'dropout': dropout_key})
+    loss = lax.pmean(jnp.mean(cross_entropy(logits, batch['label'])), BOTH_AXES)
+    return loss, logits
+
+  (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  learning_rate = learning_rate_fn(state.step, state.lr_cuts)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params,
+                                 learning_rate=learning_rate)
+  error = lax.pmean(jnp.mean(jnp.argmax(logits, -1) != batch['label']), BOTH_AXES)
+  num_examples = lax.psum(jnp.float32(batch['label'].shape[0]), parallel.DATA_AXIS)
+  num_examples = lax.pmean(num_examples, parallel.MODEL_AXIS)
+  new_state = state.replace(
+      step=state.step + 1, params=optax.apply_updates(state.params, updates),
+      opt_state=opt_state,
+      epoch_sums=state.epoch_sums + num_examples * jnp.stack([loss, error, 1.0]))
+  return new_state, {'loss': loss, 'error': error, 'learning_rate': learning_rate}
+
+
+def eval_step(params: Any, batch: dict[str, jax.Array], *,
+              model: Any) -> dict[str, jax.Array]:
+  """Sums over the real (mask=1) examples of the batch: loss, top-1 and top-5 errors, count."""
+  logits = model.apply({'params': params}, batch['image'], train=False)
+  labels, mask = batch['label'], batch['mask']
+  k = min(5, logits.shape[-1])
+  top_k = lax.top_k(logits, k)[1]
+  in_top_k = jnp.any(top_k == labels[:, None], axis=-1)
+  sums = {
+      'loss': jnp.sum(mask * cross_entropy(logits, labels)),
+      'top1_errors': jnp.sum(mask * (top_k[:, 0] != labels)),
+      'top5_errors': jnp.sum(mask * ~in_top_k),
+      'count': jnp.sum(mask),
+  }
+  return jax.tree.map(lambda x: lax.pmean(lax.psum(x, parallel.DATA_AXIS), parallel.MODEL_AXIS),
+                      sums)
+
+
+def make_steps(config: ml_collections.ConfigDict, model: Any, mesh: jax.sharding.Mesh,
+               specs: TrainState, steps_per_epoch: int) -> tuple[Callable, Callable]:
+  """The jitted, shard_mapped train and eval steps for `mesh`."""
+  learning_rate_fn = lambda step, cuts: config.learning_rate * config.lr_decay_factor ** (
+      optim.num_lr_cuts(step, cuts, schedule=config.lr_schedule,
+                        boundaries_epochs=config.lr_boundaries_epochs,
+                        steps_per_epoch=steps_per_epoch))
+  train = functools.partial(train_step, model=model, tx=create_optimizer(config),
+                            learning_rate_fn=learning_rate_fn)
+  batch_specs = {'image': parallel.BATCH_SPEC, 'label': parallel.BATCH_SPEC}
+  train = parallel.sharded_step(train, mesh, (specs, batch_specs), (specs, parallel.REPLICATED),
+                                donate_argnums=(0,))
+  evaluate = parallel.sharded_step(
+      functools.partial(eval_step, model=model), mesh,
+      (specs.params, {**batch_specs, 'mask': parallel.BATCH_SPEC}), parallel.REPLICATED)
+  return train, evaluate
+
+
+def global_batch(batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
+  """This process's rows of a batch, assembled into arrays split over 'data'."""
+  sharding = NamedSharding(mesh, parallel.BATCH_SPEC)
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def evaluate(eval_fn: Callable, params: Any, batches: Iterable[dict[str, np.ndarray]],
+             mesh: jax.sharding.Mesh) -> dict[str, float]:
+  """Loss and top-1/top-5 error over every evaluation example exactly once."""
+  totals = None
+  for batch in batches:
+    sums = eval_fn(params, global_batch(batch, mesh))
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  totals = jax.device_get(totals)
+  count = float(totals['count'])
+  return {'eval_loss': float(totals['loss']) / count,
+          'eval_top1_error': float(totals['top1_errors']) / count,
+          'eval_top5_error': float(totals['top5_errors']) / count,
+          'eval_examples': int(count)}
+
+
+# What tf.summary.scalar writes, without needing the tensorboard package installed.
+_SCALAR_METADATA = summary_pb2.SummaryMetadata(
+    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name='scalars'))
+
+
+class MetricsWriter:
+  """metrics.jsonl and TensorBoard scalars, written by process 0 only."""
+
+  def __init__(self, workdir: str, enabled: bool):
+    self._enabled = enabled
+    if enabled:
+      self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+      self._summary = tf.summary.create_file_writer(workdir)
+
+  def write(self, step: int, metrics: dict[str, Any]) -> None:
+    if not self._enabled:
+      return
+    self._jsonl.write(json.dumps({'step': step, **metrics}) + '\n')
+    self._jsonl.flush()
+    with self._summary.as_default(step=step):
+      for key, value in metrics.items():
+        if isinstance(value, (int, float)) and key not in ('step', 'epoch'):
+          tf.summary.write(key, tf.constant(value, tf.float32), metadata=_SCALAR_METADATA)
+    self._summary.flush()
+
+  def close(self) -> None:
+    if self._enabled:
+      self._jsonl.close()
+      self._summary.close()
+
+
+def prepare_workdir(workdir: str) -> None:
+  """Creates the workdir, or says in one line why it cannot be written."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, '.write_test')
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise UserInputError(f'workdir {workdir!r} cannot be written: {e.strerror}.') from e
+
+
+def _check_finite(step: int, name: str, value: float) -> None:
+  if not np.isfinite(value):
+    raise NonFiniteError(f'{name} is {value} at step {step}: stopping; the last good checkpoint '
+                         'is kept as the latest.')
+
+
+@jax.jit
+def _params_finite(params: Any) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the last metrics."""
+  validation.validate_config(config)
+  prepare_workdir(workdir)
+  input_pipeline.hide_accelerators_from_tensorflow()
+  process_index, process_count = jax.process_index(), jax.process_count()
+  is_chief = process_index == 0
+
+  source = input_pipeline.create_source(config.dataset, process_index, process_count)
+  mesh = parallel.create_mesh(config.mesh.data, config.mesh.model)
+  num_data, num_model = mesh.shape[parallel.DATA_AXIS], mesh.shape[parallel.MODEL_AXIS]
+  validation.validate_for_mesh(config, num_data, num_model, process_count)
+  steps_per_epoch = source.train.num_global // config.batch_size
+  if steps_per_epoch == 0:
+    raise UserInputError(f'config.batch_size={config.batch_size} is larger than the '
+                         f'{source.train.num_global} training examples.')
+  total_steps = config.num_epochs * steps_per_epoch
+  logging.info('Mesh %s over %d devices (%d processes); %d classes, %d training and %d '
+               'evaluation examples; %d steps per epoch.', dict(mesh.shape), jax.device_count(),
+               process_count, source.num_classes, source.train.num_global,
+               source.eval.num_global, steps_per_epoch)
+
+  image_shape = (config.dataset.crop_size, config.dataset.crop_size, 3)
+  init_model = models.create_model(config.model, source.num_classes)
+  state, specs = create_train_state(config, init_model, image_shape, mesh)
+  num_params = sum(p.size for p in jax.tree.leaves(state.params))
+  logging.info('%s: %s parameters.', config.model.name, f'{num_params:,}')
+
+  manager = checkpoints.create_manager(workdir)
+  restored = checkpoints.restore_latest(manager, state)
+  if restored is not None:
+    state, restored_step = restored
+    logging.info('Resumed from the checkpoint at step %d (epoch %.2f).', restored_step,
+                 restored_step / steps_per_epoch)
+  if is_chief:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+  model = models.create_model(config.model, source.num_classes, data_axis=parallel.DATA_AXIS,
+                              model_axis=parallel.MODEL_AXIS)
+  train_fn, eval_fn = make_steps(config, model, mesh, specs, steps_per_epoch)
+  writer = MetricsWriter(workdir, is_chief)
+  local_batch = config.batch_size // process_count
+  local_eval_batch = config.eval_batch_size // process_count
+  cache = input_pipeline.training_cache(source, config.dataset)
+  eval_batches = input_pipeline.eval_batches(source, config.dataset, batch_size=local_eval_batch,
+                                             process_count=process_count)
+
+  step = int(state.step)
+  last_metrics: dict[str, Any] = {}
+
+  def save(metrics):
+    if not bool(_params_finite(state.params)):
+      raise NonFiniteError(f'the parameters are not finite at step {step}: stopping; the last '
+                           'good checkpoint is kept as the latest.')
+    checkpoints.save(manager, step, state, metrics)
+
+  try:
+    with jax.set_mesh(mesh):
+      while step < total_steps:
+        epoch = step // steps_per_epoch
+        skip = step % steps_per_epoch
+        if skip == 0:
+          state = state.replace(epoch_sums=jnp.zeros_like(state.epoch_sums))
+        batches = input_pipeline.train_epoch(source, config.dataset, batch_size=local_batch,
+                                             seed=config.seed, epoch=epoch, skip_batches=skip,
+                                             cached=cache)
+        log_start, log_step = time.time(), step
+        for batch in batches:
+          state, metrics = train_fn(state, global_batch(batch, mesh))
+          step += 1
+          end_of_epoch = step % steps_per_epoch == 0
+          if step % config.log_every_steps == 0 or end_of_epoch:
+            metrics = jax.device_get(metrics)
+            _check_finite(step, 'the training loss', float(metrics['loss']))
+            elapsed = time.time() - log_start
+            steps_per_sec = (step - log_step) / max(elapsed, 1e-9)
+            sums = jax.device_get(state.epoch_sums)
+            last_metrics = {
+                'epoch': step / steps_per_epoch,
+                'train_loss': float(sums[0] / sums[2]),
+                'train_error': float(sums[1] / sums[2]),
+                'learning_rate': float(metrics['learning_rate']),
+                'images_per_sec': steps_per_sec * config.batch_size,
+            }
+            writer.write(step, last_metrics)
+            logging.info('step %d/%d epoch %.2f: loss %.4f, training error %.4f (this epoch), '
+                         'lr %.2g, %.0f images/s, ETA %.1f min', step, total_steps,
+                         last_metrics['epoch'], last_metrics['train_loss'],
+                         last_metrics['train_error'], last_metrics['learning_rate'],
+                         last_metrics['images_per_sec'],
+                         (total_steps - step) / steps_per_sec / 60)
+            log_start, log_step = time.time(), step
+          if end_of_epoch:
+            break
+          if step % config.checkpoint_every_steps == 0:
+            save(last_metrics)
+
+        epoch_done = step // steps_per_epoch
+        is_last = step >= total_steps
+        if epoch_done % config.eval_every_epochs == 0 or is_last:
+          eval_metrics = evaluate(eval_fn, state.params, eval_batches.as_numpy_iterator(), mesh)
+          last_metrics.update(eval_metrics)
+          best, waited, cuts = optim.plateau_update(
+              eval_metrics['eval_top1_error'], float(state.best_eval_error),
+              int(state.evals_without_improvement), int(state.lr_cuts),
+              patience=config.lr_plateau_patience, min_delta=config.lr_plateau_min_delta,
+              max_cuts=config.lr_max_cuts)
+          if config.lr_schedule != 'plateau':
+            cuts = int(state.lr_cuts)
+          elif cuts > int(state.lr_cuts):
+            logging.info('Validation error has stopped improving: learning rate divided by %g.',
+                         1 / config.lr_decay_factor)
+          state = state.replace(best_eval_error=jnp.float32(best),
+                                evals_without_improvement=jnp.int32(waited),
+                                lr_cuts=jnp.int32(cuts))
+          writer.write(step, {'epoch': epoch_done, **eval_metrics,
+                              'train_epoch_loss': last_metrics['train_loss'],
+                              'train_epoch_error': last_metrics['train_error']})
+          logging.info('epoch %d: training error %.4f, eval loss %.4f, top-1 error %.4f, '
+                       'top-5 error %.4f (%d examples)', epoch_done, last_metrics['train_error'],
+                       eval_metrics['eval_loss'], eval_metrics['eval_top1_error'],
+                       eval_metrics['eval_top5_error'], eval_metrics['eval_examples'])
+        save(last_metrics)
+  finally:
+    manager.wait_until_finished()
+    manager.close()
+    writer.close()
+  return last_metrics

@@ -1,0 +1,59 @@
+"""Checks of a config before any work: each bad value is named with what is allowed."""
+
+import ml_collections
+
+from alexnet_jax import models
+from alexnet_jax.errors import UserInputError
+
+LR_SCHEDULES = ('plateau', 'piecewise')
+NUM_TOWERS = (1, 2)
+
+
+def _one_of(config: ml_collections.ConfigDict, key: str, allowed) -> None:
+  value = config
+  for part in key.split('.'):
+    value = value[part]
+  if value not in allowed:
+    raise UserInputError(f'config.{key}={value!r} is not allowed; use one of {list(allowed)}.')
+
+
+def _check(condition: bool, message: str) -> None:
+  if not condition:
+    raise UserInputError(message)
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises UserInputError naming the first bad key and value."""
+  _one_of(config, 'model.name', models.MODELS)
+  _one_of(config, 'model.activation', models.ACTIVATIONS)
+  _one_of(config, 'model.conv1_padding', models.CONV1_PADDINGS)
+  _one_of(config, 'model.num_towers', NUM_TOWERS)
+  _one_of(config, 'lr_schedule', LR_SCHEDULES)
+  for key in ('model.pool_size', 'model.pool_stride', 'batch_size', 'eval_batch_size',
+              'num_epochs', 'log_every_steps', 'checkpoint_every_steps', 'eval_every_epochs',
+              'dataset.image_size', 'dataset.crop_size'):
+    section, _, name = key.rpartition('.')
+    value = (config[section] if section else config)[name]
+    _check(isinstance(value, int) and value >= 1,
+           f'config.{key}={value!r} must be a positive integer.')
+  _check(0.0 <= config.model.dropout_rate < 1.0,
+         f'config.model.dropout_rate={config.model.dropout_rate!r} must be in [0, 1).')
+  _check(config.learning_rate > 0,
+         f'config.learning_rate={config.learning_rate!r} must be positive.')
+  _check(config.dataset.crop_size <= config.dataset.image_size,
+         f'config.dataset.crop_size={config.dataset.crop_size} is larger than '
+         f'config.dataset.image_size={config.dataset.image_size}.')
+  _check(len(config.dataset.mean_rgb) == 3,
+         f'config.dataset.mean_rgb={config.dataset.mean_rgb!r} must have 3 values (R, G, B).')
+
+
+def validate_for_mesh(config: ml_collections.ConfigDict, num_data: int, num_model: int,
+                      process_count: int) -> None:
+  """The combinations of config and devices that cannot be split as asked."""
+  _check(config.model.num_towers % num_model == 0,
+         f'config.model.num_towers={config.model.num_towers} is not divisible by the model axis '
+         f'of the mesh, config.mesh.model={num_model}.')
+  for key in ('batch_size', 'eval_batch_size'):
+    _check(config[key] % num_data == 0 and config[key] % process_count == 0,
+           f'config.{key}={config[key]} is not divisible by the data axis of the mesh '
+           f'(config.mesh.data={num_data}) and the number of processes ({process_count}).')

@@ -1,0 +1,93 @@
+r"""The paper's AlexNet on ImageNet (claim C7), with the paper's text as the default everywhere.
+
+Command:
+  python -m alexnet_jax.main --config=configs/default.py --workdir=/tmp/alexnet \
+      --config.dataset.data_dir=$TFDS_DATA_DIR
+
+Paper (Krizhevsky, Sutskever & Hinton, NIPS 2012): top-1 40.7%, top-5 18.2% on ILSVRC-2012 val
+(10-crop) after about 90 epochs, 5-6 days on two GTX 580 GPUs. This config is the reference that
+every other config imports and overrides; section numbers refer to the paper.
+
+Input size: 227x227 with no padding in conv1, because it is the only size for which the paper's
+conv1 arithmetic (11x11, stride 4 -> 55x55) holds without padding. `model.conv1_padding =
+'cuda_convnet'` with `dataset.crop_size = 224` is the 2012 code's equivalent (2 pixels of padding
+before, 1 after).
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+
+  config.dataset = ml_collections.ConfigDict()
+  # 'synthetic', 'image_folder' (DIR/split/label/image.jpg) or any TFDS image-classification name.
+  config.dataset.name = 'imagenet2012'
+  config.dataset.data_dir = ml_collections.FieldReference(None, field_type=str)
+  config.dataset.train_split = 'train'
+  config.dataset.eval_split = 'validation'
+  config.dataset.image_size = 256  # Shorter side rescaled to 256, central 256x256 kept (Sec. 2).
+  config.dataset.crop_size = 227  # Random crops in training, the centre crop in evaluation.
+  config.dataset.random_crop = True  # Sec. 4.1.
+  config.dataset.random_flip = True  # Sec. 4.1, horizontal reflections.
+  # Mean RGB of the training set, subtracted from each pixel (Sec. 2), on the 0-255 scale.
+  config.dataset.mean_rgb = (123.68, 116.78, 103.94)
+  config.dataset.cache = False  # Keep decoded images in memory (small datasets only).
+  config.dataset.shuffle_buffer = 16_384  # Of file names (not cached) or decoded images (cached).
+  # Synthetic source only: a learnable task of class-coloured patterns.
+  config.dataset.synthetic_num_classes = 10
+  config.dataset.synthetic_train_examples = 256
+  config.dataset.synthetic_eval_examples = 100
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = 'alexnet'  # 'alexnet' or 'cifar_net' (the four-layer net of Figure 1).
+  config.model.activation = 'relu'  # Sec. 3.1; the ablation is 'tanh'.
+  config.model.pool_size = 3  # Overlapping pooling z=3, s=2 (Sec. 3.4); ablation 2/2.
+  config.model.pool_stride = 2
+  config.model.lrn = True  # Local response normalization (Sec. 3.3).
+  config.model.lrn_k = 2.0
+  config.model.lrn_n = 5
+  config.model.lrn_alpha = 1e-4  # Multiplies the plain sum of squares (torch divides it by n).
+  config.model.lrn_beta = 0.75
+  config.model.dropout_rate = 0.5  # On the outputs of fc6 and fc7 (Sec. 4.2).
+  config.model.num_towers = 2  # The two GPUs of Sec. 3.2: conv2, conv4, conv5 see their own tower.
+  # Kernel counts of conv1-conv5 and fc6-fc7 for both towers together (Figure 2).
+  config.model.conv_features = (96, 256, 384, 384, 256)
+  config.model.fc_features = (4096, 4096)
+  # Scales the kernels of conv1-conv4 only: 0.5 with num_towers=1 is the paper's one-GPU net
+  # (footnote 2: conv5 and the fully-connected layers keep their two-GPU size).
+  config.model.width_multiplier = 1.0
+  config.model.conv1_padding = 'valid'  # 'valid' (227 input) or 'cuda_convnet' (224 input).
+  config.model.init_std = 0.01  # Weights ~ N(0, 0.01^2) (Sec. 5).
+  # Layers whose biases start at 1, the rest at 0 (Sec. 5).
+  config.model.bias_one_layers = ('conv2', 'conv4', 'conv5', 'fc6', 'fc7')
+
+  # SGD exactly as Sec. 5: v <- momentum v - weight_decay lr w - lr dL/dw; w <- w + v.
+  config.batch_size = 128
+  config.learning_rate = 0.01
+  config.momentum = 0.9
+  config.weight_decay = 5e-4
+  config.decay_biases = True  # The paper's rule decays every weight, biases included.
+  config.bias_lr_multiplier = 1.0
+  # 'plateau': divide by lr_decay_factor when the validation error stops improving (Sec. 5),
+  # at most lr_max_cuts times; 'piecewise': divide at each of lr_boundaries_epochs.
+  config.lr_schedule = 'plateau'
+  config.lr_decay_factor = 0.1
+  config.lr_max_cuts = 3  # "reduced three times prior to termination".
+  config.lr_plateau_patience = 2  # Evaluations without improvement before a cut.
+  config.lr_plateau_min_delta = 1e-3  # Smaller improvements of the error count as none.
+  config.lr_boundaries_epochs = (30, 60, 80)
+  config.num_epochs = 90  # "roughly 90 cycles through the training set".
+
+  config.seed = 0
+  config.log_every_steps = 100
+  config.eval_every_epochs = 1
+  config.checkpoint_every_steps = 1000  # And at the end of every epoch.
+  config.eval_batch_size = 128
+
+  # Devices: 'data' replicas x 'model' shards (towers); -1 takes all remaining devices.
+  config.mesh = ml_collections.ConfigDict()
+  config.mesh.data = -1
+  config.mesh.model = 1
+  return config
+

@@ -1,0 +1,158 @@
+"""The networks: parameter counts, layer shapes, LRN, towers and initialisation."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from alexnet_jax import models
+from configs import default, relu_vs_tanh
+
+LAYERS = ('conv1', 'conv2', 'conv3', 'conv4', 'conv5', 'fc6', 'fc7', 'fc8')
+
+
+def _model(num_classes=1000, **overrides):
+  config = default.get_config()
+  config.model.update(overrides)
+  return models.create_model(config.model, num_classes)
+
+
+def _layer_shapes(model, size):
+  def run():
+    images = jnp.zeros((2, size, size, 3))
+    variables = model.init({'params': jax.random.PRNGKey(0)}, images, train=False)
+    return variables['params'], model.apply(variables, images, train=False,
+                                            capture_intermediates=True)
+  params, (_, state) = jax.eval_shape(run)
+  outputs = {name: state['intermediates'][name]['__call__'][0].shape for name in LAYERS}
+  return params, outputs
+
+
+PAPER_OUTPUTS = {'conv1': (2, 55, 55, 96), 'conv2': (2, 27, 27, 256), 'conv3': (2, 13, 13, 384),
+                 'conv4': (2, 13, 13, 384), 'conv5': (2, 13, 13, 256), 'fc6': (2, 4096),
+                 'fc7': (2, 4096), 'fc8': (2, 1000)}
+
+
+@pytest.mark.parametrize('size,padding', [(227, 'valid'), (224, 'cuda_convnet')])
+def test_paper_network_parameters_and_shapes(size, padding):
+  params, outputs = _layer_shapes(_model(conv1_padding=padding), size)
+  assert sum(p.size for p in jax.tree.leaves(params)) == 60_965_224
+  assert outputs == PAPER_OUTPUTS
+  # The grouped layers see one tower's maps: 48, 192 and 192 input channels.
+  assert params['conv2']['kernel'].shape == (5, 5, 48, 256)
+  assert params['conv4']['kernel'].shape == (3, 3, 192, 384)
+  assert params['conv5']['kernel'].shape == (3, 3, 192, 256)
+  assert params['fc6']['kernel'].shape == (6 * 6 * 256, 4096)  # Pooled 13 -> 6.
+
+
+def test_non_overlapping_pooling_gives_the_same_dimensions():
+  _, outputs = _layer_shapes(_model(pool_size=2, pool_stride=2), 227)
+  assert outputs == PAPER_OUTPUTS
+
+
+def test_one_tower_nets():
+  # No grouping: conv2, conv4 and conv5 see all maps.
+  params, _ = _layer_shapes(_model(num_towers=1), 227)
+  assert params['conv2']['kernel'].shape == (5, 5, 96, 256)
+  # Footnote 2's one-GPU net: conv1-conv4 halved, conv5 and the fc layers at two-GPU size.
+  params, outputs = _layer_shapes(_model(num_towers=1, width_multiplier=0.5), 227)
+  expected = (11 * 11 * 3 * 48 + 48) + (5 * 5 * 48 * 128 + 128) + (3 * 3 * 128 * 192 + 192) \
+      + (3 * 3 * 192 * 192 + 192) + (3 * 3 * 192 * 256 + 256) + (9216 * 4096 + 4096) \
+      + (4096 * 4096 + 4096) + (4096 * 1000 + 1000)
+  assert sum(p.size for p in jax.tree.leaves(params)) == expected == 59_798_312
+  assert outputs['conv4'] == (2, 13, 13, 192) and outputs['conv5'] == (2, 13, 13, 256)
+
+
+def test_cifar_net_shapes():
+  config = relu_vs_tanh.get_config()
+  model = models.create_model(config.model, 10)
+  params = jax.eval_shape(lambda: model.init({'params': jax.random.PRNGKey(0)},
+                                             jnp.zeros((1, 32, 32, 3)), train=False))['params']
+  # 32 -> 16 -> 8 -> 4 after the three padded 3/2 poolings: 4 * 4 * 64 inputs to the classifier.
+  assert params['fc4']['kernel'].shape == (4 * 4 * 64, 10)
+  assert sum(p.size for p in jax.tree.leaves(params)) == 2432 + 25632 + 51264 + 10250
+
+
+def lrn_numpy(a, k, n, alpha, beta):
+  """Sec. 3.3, written as the paper states it: a loop over kernel maps i."""
+  b = np.empty_like(a)
+  num_maps = a.shape[-1]
+  for i in range(num_maps):
+    lo, hi = max(0, i - n // 2), min(num_maps - 1, i + n // 2)
+    b[..., i] = a[..., i] / (k + alpha * np.sum(a[..., lo:hi + 1] ** 2, axis=-1)) ** beta
+  return b
+
+
+def test_lrn_matches_the_papers_formula():
+  a = np.random.default_rng(0).normal(0, 30, (2, 3, 3, 16)).astype(np.float32)
+  got = models.local_response_norm(jnp.asarray(a), k=2.0, n=5, alpha=1e-4, beta=0.75)
+  np.testing.assert_allclose(got, lrn_numpy(a, 2.0, 5, 1e-4, 0.75), rtol=1e-5)
+  # Not torch's convention, which divides alpha by n: the two differ at this scale.
+  assert not np.allclose(got, lrn_numpy(a, 2.0, 5, 1e-4 / 5, 0.75), rtol=1e-3)
+  # Two towers normalise their own maps only.
+  got = models.local_response_norm(jnp.asarray(a), k=2.0, n=5, alpha=1e-4, beta=0.75,
+                                   num_groups=2)
+  want = np.concatenate([lrn_numpy(a[..., :8], 2.0, 5, 1e-4, 0.75),
+                         lrn_numpy(a[..., 8:], 2.0, 5, 1e-4, 0.75)], axis=-1)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def grouped_reference(params, images, model):
+  """The same network with feature_group_count=2 for conv2, conv4, conv5."""
+  conv = lambda x, p, stride, pad, groups: lax.conv_general_dilated(
+      x, p['kernel'], (stride, stride), pad, dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+      feature_group_count=groups) + p['bias']
+  pool = lambda x: jax.lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
+                                         'VALID')
+  norm = functools.partial(models.local_response_norm, k=2.0, n=5, alpha=1e-4, beta=0.75,
+                           num_groups=2)
+  relu = jax.nn.relu
+  x = pool(norm(relu(conv(images, params['conv1'], 4, 'VALID', 1))))
+  x = pool(norm(relu(conv(x, params['conv2'], 1, ((2, 2), (2, 2)), 2))))
+  x = relu(conv(x, params['conv3'], 1, ((1, 1), (1, 1)), 1))
+  x = relu(conv(x, params['conv4'], 1, ((1, 1), (1, 1)), 2))
+  x = pool(relu(conv(x, params['conv5'], 1, ((1, 1), (1, 1)), 2)))
+  x = x.reshape(x.shape[0], -1)
+  for name in ('fc6', 'fc7'):
+    x = relu(x @ params[name]['kernel'] + params[name]['bias'])
+  return x @ params['fc8']['kernel'] + params['fc8']['bias']
+
+
+def test_tower_convolutions_equal_grouped_convolution():
+  model = _model(num_classes=10, conv_features=(16, 32, 48, 48, 32), fc_features=(64, 64))
+  images = jax.random.normal(jax.random.PRNGKey(1), (2, 227, 227, 3)) * 50
+  params = model.init({'params': jax.random.PRNGKey(0)}, images, train=False)['params']
+  # Larger weights than the paper's init, so that the logits are far from zero.
+  params = jax.tree.map(lambda p: p * 5, params)
+  got = model.apply({'params': params}, images, train=False)
+  want = grouped_reference(params, images, model)
+  assert float(jnp.std(want)) > 1e-3
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(want))))
+
+
+def test_paper_initialisation():
+  model = _model(num_classes=10)
+  params = model.init({'params': jax.random.PRNGKey(0)}, jnp.zeros((1, 227, 227, 3)),
+                      train=False)['params']
+  for name in LAYERS:
+    assert abs(float(jnp.std(params[name]['kernel'])) - 0.01) < 5e-4, name
+    bias = 1.0 if name in ('conv2', 'conv4', 'conv5', 'fc6', 'fc7') else 0.0
+    np.testing.assert_array_equal(params[name]['bias'], bias)
+
+
+def test_dropout_scales_kept_units_and_drops_at_the_rate():
+  x = jnp.ones((64, 512))
+  y = models.dropout(x, 0.5, jax.random.PRNGKey(0), data_axis=None, model_axis=None)
+  assert set(np.unique(np.asarray(y))) == {0.0, 2.0}
+  assert abs(float(jnp.mean(y == 0)) - 0.5) < 0.02
+
+
+def test_tanh_switch_changes_the_function():
+  images = jax.random.normal(jax.random.PRNGKey(1), (2, 227, 227, 3)) * 50
+  relu, tanh = _model(num_classes=10), _model(num_classes=10, activation='tanh')
+  params = relu.init({'params': jax.random.PRNGKey(0)}, images, train=False)
+  assert not np.allclose(relu.apply(params, images, train=False),
+                         tanh.apply(params, images, train=False))
