@@ -79,8 +79,15 @@ def _image_folder(config: ml_collections.ConfigDict, process_index: int,
 def _tfds(config: ml_collections.ConfigDict, process_index: int, process_count: int) -> Source:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  builder = tfds.builder(config.name, data_dir=config.data_dir)
-  builder.download_and_prepare()  # A no-op when prepared; imagenet2012 needs its manual_dir.
+  try:
+    builder = tfds.builder(config.name, data_dir=config.data_dir)
+    builder.download_and_prepare()  # A no-op when prepared; imagenet2012 needs its manual_dir.
+  except Exception as e:  # pylint: disable=broad-except
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise UserInputError(
+        f'dataset.name={config.name!r} could not be prepared with TFDS in dataset.data_dir='
+        f'{config.data_dir!r} ({reason[:300]}). Offline, use dataset.name=image_folder or '
+        'synthetic.') from e
 
   def split(name):
     local_name = tfds.even_splits(name, n=process_count)[process_index]
@@ -96,9 +103,12 @@ def _tfds(config: ml_collections.ConfigDict, process_index: int, process_count: 
 
 def synthetic_images(num_examples: int, num_classes: int, image_size: int,
                      seed: int) -> tuple[np.ndarray, np.ndarray]:
-  """A learnable task: each class is a fixed random low-frequency pattern, plus noise."""
-  rng = np.random.default_rng(seed)
-  coarse = rng.uniform(0, 255, (num_classes, 4, 4, 3))
+  """A learnable task: each class is a fixed random low-frequency pattern, plus noise.
+
+  The patterns are the same for every seed (every split); labels and noise differ.
+  """
+  coarse = np.random.default_rng(0).uniform(0, 255, (num_classes, 4, 4, 3))
+  rng = np.random.default_rng(seed + 1)
   templates = np.kron(coarse, np.ones((1, -(-image_size // 4), -(-image_size // 4), 1)))
   templates = templates[:, :image_size, :image_size]
   labels = rng.integers(0, num_classes, num_examples).astype(np.int32)

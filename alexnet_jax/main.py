@@ -4,6 +4,7 @@ r"""Trains a config into a workdir, resuming from the workdir's latest checkpoin
       [--config.KEY=VALUE ...]
 """
 
+import logging
 import sys
 
 from absl import app
@@ -24,6 +25,9 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   # Imported here so that --help and flag errors do not wait for JAX and TensorFlow.
   from alexnet_jax import train  # pylint: disable=g-import-not-at-top
+
+  # JAX reports each platform it looks for and does not find (TPU, GPU) at INFO level.
+  logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)
 
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)

@@ -18,23 +18,25 @@ REPLICATED = P()
 
 
 def mesh_shape(num_data: int, num_model: int, num_devices: int) -> tuple[int, int]:
-  """Resolves -1 (all remaining devices) and checks that the shape uses every device."""
+  """Resolves -1 (all remaining devices); an explicit shape may use fewer than all devices."""
   if num_data == -1 and num_model == -1:
-    raise ValueError('mesh.data and mesh.model cannot both be -1.')
+    raise ValueError('config.mesh.data and config.mesh.model cannot both be -1.')
   if num_data == -1:
     num_data = num_devices // num_model
   if num_model == -1:
     num_model = num_devices // num_data
-  if num_data < 1 or num_model < 1 or num_data * num_model != num_devices:
-    raise ValueError(f'mesh.data={num_data} x mesh.model={num_model} must equal the number of '
-                     f'devices, {num_devices}.')
+  if num_data < 1 or num_model < 1 or num_data * num_model > num_devices:
+    raise ValueError(f'config.mesh.data={num_data} x config.mesh.model={num_model} does not fit '
+                     f'the {num_devices} devices.')
   return num_data, num_model
 
 
 def create_mesh(num_data: int, num_model: int) -> Mesh:
+  """A ('data', 'model') mesh over the first data x model devices."""
   shape = mesh_shape(num_data, num_model, jax.device_count())
   return jax.make_mesh(shape, (DATA_AXIS, MODEL_AXIS),
-                       axis_types=(jax.sharding.AxisType.Explicit,) * 2)
+                       axis_types=(jax.sharding.AxisType.Explicit,) * 2,
+                       devices=jax.devices()[:shape[0] * shape[1]])
 
 
 def param_specs(params: Any, replicated_layers: tuple[str, ...]) -> Any:

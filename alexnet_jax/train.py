@@ -240,7 +240,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   is_chief = process_index == 0
 
   source = input_pipeline.create_source(config.dataset, process_index, process_count)
-  mesh = parallel.create_mesh(config.mesh.data, config.mesh.model)
+  try:
+    mesh = parallel.create_mesh(config.mesh.data, config.mesh.model)
+  except ValueError as e:
+    raise UserInputError(str(e)) from e
   num_data, num_model = mesh.shape[parallel.DATA_AXIS], mesh.shape[parallel.MODEL_AXIS]
   validation.validate_for_mesh(config, num_data, num_model, process_count)
   steps_per_epoch = source.train.num_global // config.batch_size

@@ -37,6 +37,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.bias_one_layers = ()
 
   config.weight_decay = 0.0
+  # Figure 1 tunes the rate per net. The ImageNet rate, 0.01, diverges on this net at the 0-255
+  # pixel scale (loss 8.6 and 85% training error after 50 steps on CIFAR-10); 0.001 trains.
+  config.learning_rate = 0.001
   config.lr_schedule = 'piecewise'
   config.lr_boundaries_epochs = ()  # Constant learning rate, as in Figure 1.
   config.num_epochs = 30

@@ -1,0 +1,144 @@
+"""The real training loop on small synthetic and image-folder data."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from alexnet_jax import checkpoints, input_pipeline, models, parallel, train
+from configs import relu_vs_tanh
+from tests.test_input_pipeline import write_image_folder
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def small_config(**overrides):
+  """The Figure-1 net on the synthetic task: 512 training and 100 evaluation images."""
+  config = relu_vs_tanh.get_config()
+  config.dataset.name = 'synthetic'
+  config.dataset.synthetic_train_examples = 512
+  config.dataset.synthetic_eval_examples = 100
+  config.dataset.cache = False
+  config.dataset.shuffle_buffer = 512
+  config.model.conv_features = (8, 8, 16)
+  config.batch_size = 32
+  config.eval_batch_size = 16  # 100 = 6 x 16 + 4: the last batch is padded.
+  config.learning_rate = 0.001
+  config.num_epochs = 2
+  config.log_every_steps = 4
+  config.checkpoint_every_steps = 1000
+  config.mesh.data = 1
+  config.update_from_flattened_dict(overrides)
+  return config
+
+
+def read_metrics(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def latest_params(workdir):
+  manager = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
+  state = manager.restore(manager.latest_step())
+  return manager.latest_step(), state['params']
+
+
+def test_training_lowers_the_loss_and_writes_the_run_folder(tmp_path):
+  workdir = str(tmp_path / 'run')
+  final = train.train_and_evaluate(small_config(num_epochs=3), workdir)
+  records = read_metrics(workdir)
+  train_losses = [r['train_loss'] for r in records if 'train_loss' in r]
+  assert train_losses[-1] < 0.5 * train_losses[0]
+  assert final['eval_examples'] == 100
+  assert final['eval_top1_error'] < 0.3  # Chance is 0.9.
+  assert {'config.json', 'metrics.jsonl', 'checkpoints'} <= set(os.listdir(workdir))
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(workdir))
+  with open(os.path.join(workdir, 'config.json')) as f:
+    assert json.load(f)['model']['activation'] == 'relu'
+  assert latest_params(workdir)[0] == 3 * 512 // 32
+
+
+def test_resumed_run_continues_at_the_checkpoint_step(tmp_path):
+  straight, stopped = str(tmp_path / 'straight'), str(tmp_path / 'stopped')
+  train.train_and_evaluate(small_config(num_epochs=2), straight)
+  train.train_and_evaluate(small_config(num_epochs=1), stopped)
+  assert latest_params(stopped)[0] == 16
+  train.train_and_evaluate(small_config(num_epochs=2), stopped)
+  steps = [r['step'] for r in read_metrics(stopped) if 'train_loss' in r]
+  assert steps == sorted(steps) and steps[-1] == 32  # Steps 17-32 after the resume, no repeat.
+  step_a, params_a = latest_params(straight)
+  step_b, params_b = latest_params(stopped)
+  assert step_a == step_b == 32
+  for a, b in zip(jax.tree.leaves(params_a), jax.tree.leaves(params_b)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_evaluation_counts_every_example_once():
+  config = small_config()
+  source = input_pipeline.create_source(config.dataset)
+  mesh = parallel.create_mesh(1, 1)
+  model = models.create_model(config.model, source.num_classes)
+  state, specs = create = train.create_train_state(config, model, (32, 32, 3), mesh)
+  sharded_model = models.create_model(config.model, source.num_classes, data_axis='data',
+                                      model_axis='model')
+  _, eval_fn = train.make_steps(config, sharded_model, mesh, specs, steps_per_epoch=16)
+  results = []
+  with jax.set_mesh(mesh):
+    for batch_size in (16, 100):  # Padded last batch, and one batch of everything.
+      batches = input_pipeline.eval_batches(source, config.dataset, batch_size=batch_size)
+      results.append(train.evaluate(eval_fn, state.params, batches.as_numpy_iterator(), mesh))
+  images, labels = input_pipeline.synthetic_images(100, 10, 32, seed=1)
+  logits = model.apply({'params': jax.device_get(state.params)},
+                       images.astype(np.float32) - np.asarray(config.dataset.mean_rgb),
+                       train=False)
+  want = float(np.mean(np.argmax(logits, -1) != labels))
+  for result in results:
+    assert result['eval_examples'] == 100
+    assert result['eval_top1_error'] == pytest.approx(want, abs=1e-6)
+  assert results[0]['eval_top5_error'] == pytest.approx(results[1]['eval_top5_error'], abs=1e-6)
+
+
+def test_image_folder_run(tmp_path):
+  root = write_image_folder(str(tmp_path / 'data'), per_class=12, size=(32, 32))
+  final = train.train_and_evaluate(
+      small_config(**{'dataset.name': 'image_folder', 'dataset.data_dir': root,
+                      'dataset.eval_split': 'test', 'batch_size': 12, 'num_epochs': 1}),
+      str(tmp_path / 'run'))
+  assert final['eval_examples'] == 36
+
+
+def _main(*args):
+  return subprocess.run([sys.executable, '-m', 'alexnet_jax.main',
+                         '--config=configs/relu_vs_tanh.py', *args],
+                        cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize('case', ['activation', 'data_dir', 'empty_folder', 'workdir'])
+def test_bad_input_exits_with_one_clear_line(tmp_path, case):
+  workdir = str(tmp_path / 'run')
+  empty = tmp_path / 'empty'
+  (empty / 'train' / 'cat').mkdir(parents=True)
+  (tmp_path / 'a_file').write_text('')
+  args, expected = {
+      'activation': (['--config.model.activation=sigmoid'],
+                     "config.model.activation='sigmoid' is not allowed; use one of "
+                     "['relu', 'tanh']"),
+      'data_dir': (['--config.dataset.name=image_folder',
+                    f'--config.dataset.data_dir={tmp_path}/nowhere'], 'does not exist'),
+      'empty_folder': (['--config.dataset.name=image_folder',
+                        f'--config.dataset.data_dir={empty}'], 'no images'),
+      'workdir': (['--config.dataset.name=synthetic'], 'cannot be written'),
+  }[case]
+  if case == 'workdir':
+    workdir = str(tmp_path / 'a_file' / 'run')
+  result = _main(f'--workdir={workdir}', *args)
+  assert result.returncode == 2
+  lines = [line for line in result.stderr.splitlines() if line.strip()]
+  assert len(lines) == 1 and lines[0].startswith('error: ') and expected in lines[0], lines
+  assert not os.path.exists(os.path.join(workdir, 'config.json'))
