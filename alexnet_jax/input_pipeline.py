@@ -1,10 +1,14 @@
 """Image-classification data from TFDS, an image folder or a synthetic task, through tf.data.
 
-Every source yields (encoded or decoded image, label) pairs for this process's share of a split.
-Training order and augmentation are functions of (seed, epoch, position) only, so a run resumed
-in the middle of an epoch sees exactly the batches it would have seen.
+Every source yields (encoded or decoded image, label) pairs. Training order and augmentation are
+functions of (seed, epoch, position) only, so a run resumed in the middle of an epoch sees exactly
+the batches it would have seen. For image folders and the synthetic task every process knows the
+whole (cheap) list of training examples, shuffles it the same way and reads only its rows of each
+global batch, so the batches do not depend on the number of processes. A TFDS split is divided
+between the processes by TFDS (`even_splits`), each reading its own files.
 """
 
+import concurrent.futures
 import dataclasses
 import math
 import os
@@ -13,6 +17,7 @@ from typing import Any, Iterator
 import ml_collections
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from alexnet_jax.errors import UserInputError
 
@@ -23,9 +28,10 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
 class Split:
   """This process's examples of one split: a dataset of {'image', 'label'} and counts."""
   examples: tf.data.Dataset
-  num_local: int  # Examples this process reads.
+  num_local: int  # Examples in `examples`.
   num_global: int  # Examples over all processes.
   decoded: bool  # True when 'image' is already a uint8 tensor.
+  process_sharded: bool  # True when `examples` holds only this process's share.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,42 +44,83 @@ class Source:
 # ---------------------------------------------------------------------------------- sources
 
 
-def _image_folder_split(root: str, split: str, class_names: list[str], process_index: int,
-                        process_count: int) -> Split:
-  split_dir = os.path.join(root, split)
-  if not os.path.isdir(split_dir):
-    raise UserInputError(f'dataset.data_dir={root!r} has no {split!r} split folder '
-                         f'(expected {split_dir}/<class>/<image>).')
+# The first bytes of the formats decode_image reads; anything else in an image folder is not one.
+IMAGE_SIGNATURES = (b'\xff\xd8\xff', b'\x89PNG\r\n\x1a\n', b'GIF87a', b'GIF89a', b'BM')
+
+
+def is_image_file(path: str) -> bool:
+  """Whether the file starts like a JPEG, PNG, GIF or BMP (cheap: reads 8 bytes)."""
+  try:
+    with open(path, 'rb') as f:
+      return f.read(8).startswith(IMAGE_SIGNATURES)
+  except OSError:
+    return False
+
+
+def _class_folders(split_dir: str) -> list[str]:
+  return sorted(d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d)))
+
+
+def _list_images(split_dir: str, class_names: list[str],
+                 bad_images: str) -> tuple[list[str], list[int]]:
+  """Paths and labels of a split's images; files that are not images skipped or refused."""
   paths, labels = [], []
   for label, name in enumerate(class_names):
     class_dir = os.path.join(split_dir, name)
-    files = sorted(f for f in os.listdir(class_dir) if f.lower().endswith(IMAGE_EXTENSIONS)) \
-        if os.path.isdir(class_dir) else []
+    files = sorted(f for f in os.listdir(class_dir) if f.lower().endswith(IMAGE_EXTENSIONS))
+    if not files:
+      raise UserInputError(f'the class folder {class_dir} has no images '
+                           f'({", ".join(IMAGE_EXTENSIONS)}).')
     paths += [os.path.join(class_dir, f) for f in files]
     labels += [label] * len(files)
-  if not paths:
-    raise UserInputError(f'no images ({", ".join(IMAGE_EXTENSIONS)}) under {split_dir}/<class>/.')
-  local = slice(process_index, None, process_count)
-  examples = tf.data.Dataset.from_tensor_slices(
-      {'image': paths[local], 'label': np.asarray(labels[local], np.int32)})
-  examples = examples.map(lambda x: {'image': tf.io.read_file(x['image']), 'label': x['label']})
-  return Split(examples, len(paths[local]), len(paths), decoded=False)
+  with concurrent.futures.ThreadPoolExecutor(32) as pool:  # I/O bound: many small reads.
+    good = list(pool.map(is_image_file, paths))
+  bad = [p for p, ok in zip(paths, good) if not ok]
+  if bad and bad_images == 'fail':
+    raise UserInputError(f'{bad[0]} is not an image (JPEG, PNG, GIF or BMP), nor are '
+                         f'{len(bad) - 1} other files in {split_dir}; remove them or set '
+                         'dataset.bad_images=skip.')
+  if bad:
+    logging.warning('Skipping %d files in %s that are not images (the first: %s).', len(bad),
+                    split_dir, bad[0])
+  return [p for p, ok in zip(paths, good) if ok], [l for l, ok in zip(labels, good) if ok]
 
 
 def _image_folder(config: ml_collections.ConfigDict, process_index: int,
                   process_count: int) -> Source:
-  """DIR/split/class/image, classes named by the training split's folders, sorted."""
-  train_dir = os.path.join(config.data_dir, config.train_split)
-  if not os.path.isdir(train_dir):
-    raise UserInputError(f'dataset.data_dir={config.data_dir!r} has no {config.train_split!r} '
-                         f'split folder (expected {train_dir}/<class>/<image>).')
-  class_names = sorted(d for d in os.listdir(train_dir)
-                       if os.path.isdir(os.path.join(train_dir, d)))
+  """DIR/split/class/image, classes named by the training split's folders, sorted.
+
+  Every split must have the same class folders, each with at least one image.
+  """
+  split_dirs = {s: os.path.join(config.data_dir, s) for s in (config.train_split,
+                                                              config.eval_split)}
+  for split, split_dir in split_dirs.items():
+    if not os.path.isdir(split_dir):
+      raise UserInputError(f'dataset.data_dir={config.data_dir!r} has no {split!r} split folder '
+                           f'(expected {split_dir}/<class>/<image>).')
+  class_names = _class_folders(split_dirs[config.train_split])
   if not class_names:
-    raise UserInputError(f'no class folders in {train_dir}.')
-  splits = [_image_folder_split(config.data_dir, s, class_names, process_index, process_count)
-            for s in (config.train_split, config.eval_split)]
-  return Source(len(class_names), *splits)
+    raise UserInputError(f'no class folders in {split_dirs[config.train_split]}.')
+  eval_classes = _class_folders(split_dirs[config.eval_split])
+  if eval_classes != class_names:
+    only_train = sorted(set(class_names) - set(eval_classes))
+    only_eval = sorted(set(eval_classes) - set(class_names))
+    raise UserInputError(
+        f'the splits {config.train_split!r} and {config.eval_split!r} of {config.data_dir} have '
+        f'different classes: only in {config.train_split!r}: {only_train[:5]}, only in '
+        f'{config.eval_split!r}: {only_eval[:5]}.')
+
+  def split(name, process_sharded):
+    paths, labels = _list_images(split_dirs[name], class_names, config.bad_images)
+    local = slice(process_index, None, process_count) if process_sharded else slice(None)
+    examples = tf.data.Dataset.from_tensor_slices(
+        {'image': paths[local], 'label': np.asarray(labels[local], np.int32)})
+    examples = examples.map(lambda x: {'image': tf.io.read_file(x['image']), 'label': x['label']})
+    return Split(examples, len(paths[local]), len(paths), decoded=False,
+                 process_sharded=process_sharded)
+
+  return Source(len(class_names), split(config.train_split, process_sharded=False),
+                split(config.eval_split, process_sharded=True))
 
 
 def _tfds(config: ml_collections.ConfigDict, process_index: int, process_count: int) -> Source:
@@ -95,7 +142,7 @@ def _tfds(config: ml_collections.ConfigDict, process_index: int, process_count: 
                                   decoders={'image': tfds.decode.SkipDecoding()})
     examples = examples.map(lambda x: {'image': x['image'], 'label': tf.cast(x['label'], tf.int32)})
     return Split(examples, builder.info.splits[local_name].num_examples,
-                 builder.info.splits[name].num_examples, decoded=False)
+                 builder.info.splits[name].num_examples, decoded=False, process_sharded=True)
 
   return Source(builder.info.features['label'].num_classes,
                 split(config.train_split), split(config.eval_split))
@@ -119,15 +166,17 @@ def synthetic_images(num_examples: int, num_classes: int, image_size: int,
 
 def _synthetic(config: ml_collections.ConfigDict, process_index: int,
                process_count: int) -> Source:
-  def split(num_examples, seed):
+  def split(num_examples, seed, process_sharded):
     images, labels = synthetic_images(num_examples, config.synthetic_num_classes,
                                       config.image_size, seed)
-    local = slice(process_index, None, process_count)
+    local = slice(process_index, None, process_count) if process_sharded else slice(None)
     examples = tf.data.Dataset.from_tensor_slices({'image': images[local], 'label': labels[local]})
-    return Split(examples, len(labels[local]), num_examples, decoded=True)
+    return Split(examples, len(labels[local]), num_examples, decoded=True,
+                 process_sharded=process_sharded)
 
-  return Source(config.synthetic_num_classes, split(config.synthetic_train_examples, 0),
-                split(config.synthetic_eval_examples, 1))
+  return Source(config.synthetic_num_classes,
+                split(config.synthetic_train_examples, 0, process_sharded=False),
+                split(config.synthetic_eval_examples, 1, process_sharded=True))
 
 
 def create_source(config: ml_collections.ConfigDict, process_index: int = 0,
@@ -184,29 +233,52 @@ def augment_and_normalize(image: tf.Tensor, seed: tf.Tensor, *, crop_size: int,
 # --------------------------------------------------------------------------------- pipelines
 
 
+def _without_undecodable(examples: tf.data.Dataset,
+                         config: ml_collections.ConfigDict) -> tf.data.Dataset:
+  """Drops the examples whose image failed to decode when `config.bad_images == 'skip'`.
+
+  TensorFlow logs each one; with 'fail' the error reaches the training loop.
+  """
+  return examples.ignore_errors(log_warning=True) if config.bad_images == 'skip' else examples
+
+
 def _decoded(split: Split, config: ml_collections.ConfigDict) -> tf.data.Dataset:
-  return split.examples.map(
+  return _without_undecodable(split.examples.map(
       lambda x: {'image': decode_and_resize(x['image'], config.image_size, split.decoded),
                  'label': x['label']},
-      num_parallel_calls=tf.data.AUTOTUNE)
+      num_parallel_calls=tf.data.AUTOTUNE), config)
 
 
-def train_epoch(source: Source, config: ml_collections.ConfigDict, *, batch_size: int,
-                seed: int, epoch: int, skip_batches: int = 0,
+def steps_per_epoch(source: Source, global_batch_size: int, process_count: int) -> int:
+  """Training steps in an epoch: as many on every process, each batch whole."""
+  if source.train.process_sharded:  # Every process has at least floor(N / processes) examples.
+    return source.train.num_global // process_count // (global_batch_size // process_count)
+  return source.train.num_global // global_batch_size
+
+
+def train_epoch(source: Source, config: ml_collections.ConfigDict, *, global_batch_size: int,
+                seed: int, epoch: int, num_batches: int, skip_batches: int = 0,
+                process_index: int = 0, process_count: int = 1,
                 cached: tf.data.Dataset | None = None) -> Iterator[dict[str, np.ndarray]]:
-  """One epoch of this process's training batches (`batch_size` per process, remainder dropped).
+  """This process's rows of batches `skip_batches` to `num_batches` of one epoch.
 
   The order and the crops depend only on (seed, epoch), so `skip_batches` resumes mid-epoch.
   `cached` is the decoded training set kept in memory across epochs (`training_cache`).
   """
+  local_batch_size = global_batch_size // process_count
   epoch_seed = seed * 1_000_003 + epoch
-  if cached is not None:
-    examples = cached.shuffle(config.shuffle_buffer, seed=epoch_seed,
-                              reshuffle_each_iteration=False)
-  else:  # Shuffle before decoding, so that only file names sit in the buffer.
-    examples = source.train.examples.shuffle(config.shuffle_buffer, seed=epoch_seed,
-                                             reshuffle_each_iteration=False)
-  examples = examples.enumerate().skip(skip_batches * batch_size)
+  examples = cached if cached is not None else source.train.examples
+  # Without a cache this shuffles file names (or TFDS records) before anything is decoded.
+  examples = examples.shuffle(config.shuffle_buffer, seed=epoch_seed,
+                              reshuffle_each_iteration=False).enumerate()
+  if source.train.process_sharded:
+    examples = examples.skip(skip_batches * local_batch_size)
+  else:  # This process's rows of each global batch, before decoding.
+    first = process_index * local_batch_size
+    examples = examples.skip(skip_batches * global_batch_size) \
+        .batch(global_batch_size, drop_remainder=True) \
+        .map(lambda index, x: rows((index, x), first, local_batch_size)) \
+        .unbatch()
   mean_rgb = tf.constant(config.mean_rgb, tf.float32)
 
   def preprocess(index, x):
@@ -218,9 +290,17 @@ def train_epoch(source: Source, config: ml_collections.ConfigDict, *, batch_size
                                   random_flip=config.random_flip, mean_rgb=mean_rgb)
     return {'image': image, 'label': x['label']}
 
-  examples = examples.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-  return examples.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE) \
-      .as_numpy_iterator()
+  examples = _without_undecodable(examples.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE),
+                                  config)
+  # Refilled from the epoch's start when undecodable images were dropped, so that every process
+  # delivers its batches to the end of the epoch.
+  return examples.repeat().batch(local_batch_size, drop_remainder=True) \
+      .take(num_batches - skip_batches).prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+
+
+def rows(tree: Any, start: int, size: int) -> Any:
+  """Rows [start, start + size) of every tensor in a nest."""
+  return tf.nest.map_structure(lambda t: t[start:start + size], tree)
 
 
 def training_cache(source: Source, config: ml_collections.ConfigDict) -> tf.data.Dataset | None:
@@ -245,9 +325,9 @@ def eval_batches(source: Source, config: ml_collections.ConfigDict, *, batch_siz
   num_batches = num_eval_batches(source.eval.num_global, process_count, batch_size)
   padding = tf.data.Dataset.from_tensors(
       {'image': tf.zeros([config.crop_size, config.crop_size, 3]),
-       'label': tf.constant(0, tf.int32), 'mask': tf.constant(0.0)}
-  ).repeat(num_batches * batch_size - source.eval.num_local)
-  examples = examples.concatenate(padding)
+       'label': tf.constant(0, tf.int32), 'mask': tf.constant(0.0)}).repeat()
+  # As many batches on every process, however many images failed to decode.
+  examples = examples.concatenate(padding).take(num_batches * batch_size)
   if config.cache:
     examples = examples.cache()
   return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -260,7 +340,3 @@ def hide_accelerators_from_tensorflow() -> None:
     tf.config.set_visible_devices([], 'TPU')
   except (RuntimeError, ValueError):
     pass
-
-
-def as_dict(batch: Any) -> dict[str, np.ndarray]:
-  return {k: np.asarray(v) for k, v in batch.items()}

@@ -5,38 +5,56 @@ r"""Trains a config into a workdir, resuming from the workdir's latest checkpoin
 """
 
 import logging
+import os
 import sys
 
 from absl import app
 from absl import flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from alexnet_jax.errors import NonFiniteError, UserInputError
+from alexnet_jax.errors import Interrupted, NonFiniteError, UserInputError
 
 FLAGS = flags.FLAGS
+EXIT_BAD_INPUT = 2
+EXIT_NOT_FINITE = 3
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and logs.')
 config_flags.DEFINE_config_file('config', None, 'An ml_collections config file.',
                                 lock_config=True)
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+def _quiet_orbax(record: logging.LogRecord) -> bool:
+  return record.levelno >= logging.WARNING or f'{os.sep}orbax{os.sep}' not in record.pathname
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   # Imported here so that --help and flag errors do not wait for JAX and TensorFlow.
-  from alexnet_jax import train  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  from alexnet_jax import parallel, train, validation  # pylint: disable=g-import-not-at-top
 
-  # JAX reports each platform it looks for and does not find (TPU, GPU) at INFO level.
+  # JAX reports each platform it looks for and does not find (TPU, GPU), and orbax each step of
+  # each save, at INFO level: keep the log to the run's own progress.
   logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)
+  absl_logging.get_absl_handler().addFilter(_quiet_orbax)
 
   try:
+    validation.validate_config(FLAGS.config)
+    started = parallel.initialize_distributed(FLAGS.config.distributed)
+    if started:
+      absl_logging.info('jax.distributed: process %d of %d (%s).', jax.process_index(),
+                        jax.process_count(), started)
+    if jax.process_index() != 0:  # Process 0 speaks for the run.
+      absl_logging.set_verbosity(absl_logging.WARNING)
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except UserInputError as e:
+  except (UserInputError, NonFiniteError) as e:
     print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
-  except NonFiniteError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(3)
+    sys.exit(EXIT_BAD_INPUT if isinstance(e, UserInputError) else EXIT_NOT_FINITE)
+  except Interrupted as e:
+    print(str(e), file=sys.stderr)
+    sys.exit(128 + e.signal_number)  # The shell's code for a process ended by that signal.
 
 
 if __name__ == '__main__':

@@ -133,7 +133,6 @@ def dropout(x: jax.Array, rate: float, rng: jax.Array, *, data_axis: str | None,
 
 class AlexNet(nn.Module):
   """The paper's network (Figure 2), every ablation behind an attribute."""
-  REPLICATED_LAYERS = ('fc8',)  # Computed whole on every model shard.
   num_classes: int
   activation: str = 'relu'
   pool_size: int = 3
@@ -153,6 +152,9 @@ class AlexNet(nn.Module):
   bias_one_layers: Sequence[str] = ('conv2', 'conv4', 'conv5', 'fc6', 'fc7')
   data_axis: str | None = None
   model_axis: str | None = None
+
+  def replicated_layers(self) -> tuple[str, ...]:
+    return ('fc8',)  # The classifier, computed whole on every model shard.
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
@@ -204,9 +206,9 @@ class CifarNet(nn.Module):
 
   Three 5x5 convolutions, each followed by the activation, max pooling (padded at the end, as
   cuda-convnet pooled, so 32 -> 16 -> 8 -> 4 for 3/2 and 2/2 alike) and optional LRN, then a
-  linear classifier.
+  linear classifier. With `fc_features` it grows AlexNet's head: hidden fully-connected layers
+  with dropout on their outputs (Sec. 4.2) before the classifier.
   """
-  REPLICATED_LAYERS = ('fc4',)
   num_classes: int
   activation: str = 'relu'
   pool_size: int = 3
@@ -218,14 +220,18 @@ class CifarNet(nn.Module):
   lrn_beta: float = 0.75
   conv_features: Sequence[int] = (32, 32, 64)
   kernel_size: int = 5
+  fc_features: Sequence[int] = ()  # None in Figure 1.
+  dropout_rate: float = 0.0
   init_std: float = 0.01
   bias_one_layers: Sequence[str] = ()
-  data_axis: str | None = None  # Batch sharding needs nothing of this net; kept for one API.
+  data_axis: str | None = None
   model_axis: str | None = None
+
+  def replicated_layers(self) -> tuple[str, ...]:
+    return (f'fc{len(self.conv_features) + len(self.fc_features) + 1}',)  # The classifier.
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
-    del train  # No dropout in the Figure 1 experiment.
     act = ACTIVATIONS[self.activation]
     x = images
     for i, num_features in enumerate(self.conv_features):
@@ -238,10 +244,18 @@ class CifarNet(nn.Module):
       if self.lrn:
         x = local_response_norm(x, k=self.lrn_k, n=self.lrn_n, alpha=self.lrn_alpha,
                                 beta=self.lrn_beta)
-    name = f'fc{len(self.conv_features) + 1}'
-    return Dense(self.num_classes, sharded=False, model_axis=self.model_axis,
-                 init_std=self.init_std, bias_init=float(name in self.bias_one_layers),
-                 name=name)(x)
+    for i, num_features in enumerate((*self.fc_features, self.num_classes)):
+      name = f'fc{len(self.conv_features) + i + 1}'
+      is_classifier = i == len(self.fc_features)
+      x = Dense(num_features, sharded=not is_classifier, model_axis=self.model_axis,
+                init_std=self.init_std, bias_init=float(name in self.bias_one_layers),
+                name=name)(x)
+      if not is_classifier:
+        x = act(x)
+        if train and self.dropout_rate > 0.0:
+          x = dropout(x, self.dropout_rate, self.make_rng('dropout'),
+                      data_axis=self.data_axis, model_axis=self.model_axis)
+    return x
 
 
 MODELS = {'alexnet': AlexNet, 'cifar_net': CifarNet}

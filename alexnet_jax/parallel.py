@@ -6,7 +6,8 @@ no further communication. The batch is split over 'data'. The same code runs eve
 the single device included.
 """
 
-from typing import Any, Callable
+import os
+from typing import Any, Callable, Mapping
 
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -35,7 +36,7 @@ def create_mesh(num_data: int, num_model: int) -> Mesh:
   """A ('data', 'model') mesh over the first data x model devices."""
   shape = mesh_shape(num_data, num_model, jax.device_count())
   return jax.make_mesh(shape, (DATA_AXIS, MODEL_AXIS),
-                       axis_types=(jax.sharding.AxisType.Explicit,) * 2,
+                       axis_types=(jax.sharding.AxisType.Auto,) * 2,
                        devices=jax.devices()[:shape[0] * shape[1]])
 
 
@@ -61,3 +62,32 @@ def sharded_step(fn: Callable, mesh: Mesh, in_specs: tuple, out_specs: Any,
   """`fn` under jax.shard_map over `mesh`, jitted."""
   return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs),
                  donate_argnums=donate_argnums)
+
+
+def _multiprocess_environment(environ: Mapping[str, str]) -> str | None:
+  """The cluster this process was started in, when it launched several processes."""
+  if int(environ.get('SLURM_NTASKS', '1')) > 1 and 'SLURM_PROCID' in environ:
+    return 'SLURM'
+  if len(environ.get('TPU_WORKER_HOSTNAMES', '').split(',')) > 1:
+    return 'Cloud TPU'
+  return None
+
+
+def initialize_distributed(config: Any, environ: Mapping[str, str] = os.environ) -> str | None:
+  """Starts jax.distributed when `config` (a `config.distributed` block) or the cluster asks.
+
+  Returns how it was started, or None for a single process. Must run before anything touches
+  the devices.
+  """
+  if config.initialize == 'off':
+    return None
+  jax.config.update('jax_cpu_collectives_implementation', config.cpu_collectives)
+  if config.coordinator_address:
+    jax.distributed.initialize(config.coordinator_address, config.num_processes,
+                               config.process_id)
+    return f'coordinator {config.coordinator_address}'
+  cluster = _multiprocess_environment(environ)
+  if cluster is not None or config.initialize == 'on':
+    jax.distributed.initialize()  # Auto-detects the coordinator, process count and id.
+    return cluster or 'auto-detected'
+  return None

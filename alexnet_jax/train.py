@@ -3,6 +3,7 @@
 import functools
 import json
 import os
+import tempfile
 import time
 from typing import Any, Callable, Iterable
 
@@ -23,8 +24,9 @@ from alexnet_jax import input_pipeline
 from alexnet_jax import models
 from alexnet_jax import optim
 from alexnet_jax import parallel
+from alexnet_jax import preemption
 from alexnet_jax import validation
-from alexnet_jax.errors import NonFiniteError, UserInputError
+from alexnet_jax.errors import Interrupted, NonFiniteError, UserInputError
 
 BOTH_AXES = (parallel.DATA_AXIS, parallel.MODEL_AXIS)
 
@@ -81,7 +83,7 @@ def create_train_state(config: ml_collections.ConfigDict, model: Any, image_shap
     raise UserInputError(f'config.dataset.crop_size={image_shape[0]} is too small for '
                          f'{type(model).__name__}: its pooling leaves no pixels ({empty[0]} is '
                          'empty).')
-  specs = state_specs(abstract, type(model).REPLICATED_LAYERS)
+  specs = state_specs(abstract, model.replicated_layers())
   state = jax.jit(init, out_shardings=parallel.shardings(mesh, specs))()
   return state, specs
 
@@ -90,15 +92,14 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: Any, tx: Any,
-               learning_rate_fn: Callable) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One SGD step on this device's share of the batch, inside shard_map.
+def loss_and_grads(params: Any, batch: dict[str, jax.Array], dropout_key: jax.Array, *,
+                   model: Any) -> tuple[jax.Array, jax.Array, Any]:
+  """(mean loss over the global batch, this device's logits, gradients), inside shard_map.
 
   The loss is averaged over 'data' (and over the identical copies on 'model') before
   differentiation; shard_map's transpose then sums each parameter's gradient over exactly the
   devices that used it, so no gradient is reduced by hand (that would count it twice).
   """
-  dropout_key = jax.random.fold_in(state.rng, state.step)
 
   def loss_fn(params):
     logits = model.apply({'params': params}, batch['image'], train=True,
@@ -106,18 +107,29 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: Any, tx
     loss = lax.pmean(jnp.mean(cross_entropy(logits, batch['label'])), BOTH_AXES)
     return loss, logits
 
-  (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+  return loss, logits, grads
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: Any, tx: Any,
+               learning_rate_fn: Callable) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One SGD step on this device's share of the batch, inside shard_map."""
+  dropout_key = jax.random.fold_in(state.rng, state.step)
+  loss, logits, grads = loss_and_grads(state.params, batch, dropout_key, model=model)
   learning_rate = learning_rate_fn(state.step, state.lr_cuts)
   updates, opt_state = tx.update(grads, state.opt_state, state.params,
                                  learning_rate=learning_rate)
   error = lax.pmean(jnp.mean(jnp.argmax(logits, -1) != batch['label']), BOTH_AXES)
+  grads_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+  grads_finite = lax.pmin(grads_finite.astype(jnp.int32), BOTH_AXES)
   num_examples = lax.psum(jnp.float32(batch['label'].shape[0]), parallel.DATA_AXIS)
   num_examples = lax.pmean(num_examples, parallel.MODEL_AXIS)
   new_state = state.replace(
       step=state.step + 1, params=optax.apply_updates(state.params, updates),
       opt_state=opt_state,
       epoch_sums=state.epoch_sums + num_examples * jnp.stack([loss, error, 1.0]))
-  return new_state, {'loss': loss, 'error': error, 'learning_rate': learning_rate}
+  return new_state, {'loss': loss, 'error': error, 'learning_rate': learning_rate,
+                     'grads_finite': grads_finite}
 
 
 def eval_step(params: Any, batch: dict[str, jax.Array], *,
@@ -185,10 +197,19 @@ _SCALAR_METADATA = summary_pb2.SummaryMetadata(
 class MetricsWriter:
   """metrics.jsonl and TensorBoard scalars, written by process 0 only."""
 
-  def __init__(self, workdir: str, enabled: bool):
+  def __init__(self, workdir: str, enabled: bool, start_step: int):
+    """Continues metrics.jsonl from `start_step`: the records of later steps, left by a run
+    killed after its last checkpoint, are dropped, since the resumed run writes them again."""
     self._enabled = enabled
     if enabled:
-      self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+      path = os.path.join(workdir, 'metrics.jsonl')
+      if os.path.exists(path):
+        with open(path) as f:
+          kept = [line for line in f if line.strip() and json.loads(line)['step'] <= start_step]
+        with open(path + '.tmp', 'w') as f:
+          f.writelines(kept)
+        os.replace(path + '.tmp', path)  # Atomic: a kill here loses no record.
+      self._jsonl = open(path, 'a')
       self._summary = tf.summary.create_file_writer(workdir)
 
   def write(self, step: int, metrics: dict[str, Any]) -> None:
@@ -212,28 +233,38 @@ def prepare_workdir(workdir: str) -> None:
   """Creates the workdir, or says in one line why it cannot be written."""
   try:
     os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, '.write_test')
-    with open(probe, 'w') as f:
-      f.write('ok')
-    os.remove(probe)
+    with tempfile.TemporaryFile(dir=workdir):  # Unique: processes of one run may share it.
+      pass
   except OSError as e:
     raise UserInputError(f'workdir {workdir!r} cannot be written: {e.strerror}.') from e
 
 
-def _check_finite(step: int, name: str, value: float) -> None:
-  if not np.isfinite(value):
-    raise NonFiniteError(f'{name} is {value} at step {step}: stopping; the last good checkpoint '
-                         'is kept as the latest.')
-
-
-@jax.jit
-def _params_finite(params: Any) -> jax.Array:
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
+def check_finite(step_metrics: list[tuple[int, dict[str, jax.Array]]]) -> None:
+  """Raises NonFiniteError at the first step whose loss or gradients are not finite."""
+  for step, metrics in jax.device_get(step_metrics):
+    if not np.isfinite(metrics['loss']):
+      quantity = f'the training loss is {metrics["loss"]}'
+    elif not metrics['grads_finite']:
+      quantity = 'a gradient is not finite (NaN or Inf)'
+    else:
+      continue
+    raise NonFiniteError(f'{quantity} at step {step}: stopping; the last checkpoint, written '
+                         'before that step, is the latest.')
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the last metrics."""
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the last metrics.
+
+  SIGTERM or SIGINT, from here on, checkpoints the current step and raises `Interrupted`.
+  """
   validation.validate_config(config)
+  with preemption.CheckpointTriggers(config.checkpoint_every_minutes,
+                                     jax.process_count()) as triggers:
+    return _train_and_evaluate(config, workdir, triggers)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                        triggers: preemption.CheckpointTriggers) -> dict[str, float]:
   prepare_workdir(workdir)
   input_pipeline.hide_accelerators_from_tensorflow()
   process_index, process_count = jax.process_index(), jax.process_count()
@@ -246,7 +277,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     raise UserInputError(str(e)) from e
   num_data, num_model = mesh.shape[parallel.DATA_AXIS], mesh.shape[parallel.MODEL_AXIS]
   validation.validate_for_mesh(config, num_data, num_model, process_count)
-  steps_per_epoch = source.train.num_global // config.batch_size
+  steps_per_epoch = input_pipeline.steps_per_epoch(source, config.batch_size, process_count)
   if steps_per_epoch == 0:
     raise UserInputError(f'config.batch_size={config.batch_size} is larger than the '
                          f'{source.train.num_global} training examples.')
@@ -263,11 +294,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   logging.info('%s: %s parameters.', config.model.name, f'{num_params:,}')
 
   manager = checkpoints.create_manager(workdir)
-  restored = checkpoints.restore_latest(manager, state)
+  restored = checkpoints.restore_latest(manager, state, is_chief)
+  last_metrics: dict[str, Any] = {}
   if restored is not None:
     state, restored_step = restored
-    logging.info('Resumed from the checkpoint at step %d (epoch %.2f).', restored_step,
-                 restored_step / steps_per_epoch)
+    last_metrics = dict(manager.metrics(restored_step) or {})
+    logging.info('Resumed from the checkpoint at step %d (epoch %.2f)%s.', restored_step,
+                 restored_step / steps_per_epoch,
+                 ': the run is already finished' if restored_step >= total_steps else '')
   if is_chief:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
@@ -275,21 +309,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   model = models.create_model(config.model, source.num_classes, data_axis=parallel.DATA_AXIS,
                               model_axis=parallel.MODEL_AXIS)
   train_fn, eval_fn = make_steps(config, model, mesh, specs, steps_per_epoch)
-  writer = MetricsWriter(workdir, is_chief)
-  local_batch = config.batch_size // process_count
+  step = int(state.step)
+  writer = MetricsWriter(workdir, is_chief, start_step=step)
   local_eval_batch = config.eval_batch_size // process_count
   cache = input_pipeline.training_cache(source, config.dataset)
   eval_batches = input_pipeline.eval_batches(source, config.dataset, batch_size=local_eval_batch,
                                              process_count=process_count)
+  unchecked: list[tuple[int, dict[str, jax.Array]]] = []  # Steps whose metrics are on device.
 
-  step = int(state.step)
-  last_metrics: dict[str, Any] = {}
-
-  def save(metrics):
-    if not bool(_params_finite(state.params)):
-      raise NonFiniteError(f'the parameters are not finite at step {step}: stopping; the last '
-                           'good checkpoint is kept as the latest.')
-    checkpoints.save(manager, step, state, metrics)
+  def save():
+    check_finite(unchecked)  # Nothing non-finite reaches a checkpoint.
+    unchecked.clear()
+    if manager.latest_step() != step:  # Stopped right after a resume: it is saved already.
+      checkpoints.save(manager, step, state, last_metrics)
+    triggers.saved()
 
   try:
     with jax.set_mesh(mesh):
@@ -298,17 +331,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         skip = step % steps_per_epoch
         if skip == 0:
           state = state.replace(epoch_sums=jnp.zeros_like(state.epoch_sums))
-        batches = input_pipeline.train_epoch(source, config.dataset, batch_size=local_batch,
-                                             seed=config.seed, epoch=epoch, skip_batches=skip,
-                                             cached=cache)
+        batches = input_pipeline.train_epoch(
+            source, config.dataset, global_batch_size=config.batch_size, seed=config.seed,
+            epoch=epoch, num_batches=steps_per_epoch, skip_batches=skip,
+            process_index=process_index, process_count=process_count, cached=cache)
         log_start, log_step = time.time(), step
         for batch in batches:
           state, metrics = train_fn(state, global_batch(batch, mesh))
           step += 1
+          unchecked.append((step, metrics))
           end_of_epoch = step % steps_per_epoch == 0
           if step % config.log_every_steps == 0 or end_of_epoch:
-            metrics = jax.device_get(metrics)
-            _check_finite(step, 'the training loss', float(metrics['loss']))
+            check_finite(unchecked)
+            unchecked.clear()
             elapsed = time.time() - log_start
             steps_per_sec = (step - log_step) / max(elapsed, 1e-9)
             sums = jax.device_get(state.epoch_sums)
@@ -329,8 +364,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             log_start, log_step = time.time(), step
           if end_of_epoch:
             break
-          if step % config.checkpoint_every_steps == 0:
-            save(last_metrics)
+          signal_number, timer_ran_out = triggers.poll()
+          if signal_number is not None or timer_ran_out or \
+              step % config.checkpoint_every_steps == 0:
+            save()
+          if signal_number is not None:
+            raise Interrupted(signal_number, step)
 
         epoch_done = step // steps_per_epoch
         is_last = step >= total_steps
@@ -357,9 +396,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                        'top-5 error %.4f (%d examples)', epoch_done, last_metrics['train_error'],
                        eval_metrics['eval_loss'], eval_metrics['eval_top1_error'],
                        eval_metrics['eval_top5_error'], eval_metrics['eval_examples'])
-        save(last_metrics)
+        save()
+        signal_number, _ = triggers.poll()
+        if signal_number is not None and not is_last:
+          raise Interrupted(signal_number, step)
+  except tf.errors.InvalidArgumentError as e:  # Only the input pipeline runs TensorFlow ops.
+    raise UserInputError(f'an image could not be decoded ({e.message.splitlines()[0][:300]}); '
+                         'set dataset.bad_images=skip to drop such images.') from e
   finally:
-    manager.wait_until_finished()
+    manager.wait_until_finished()  # A checkpoint being written is finished, whatever happened.
     manager.close()
     writer.close()
   return last_metrics

@@ -7,6 +7,8 @@ from alexnet_jax.errors import UserInputError
 
 LR_SCHEDULES = ('plateau', 'piecewise')
 NUM_TOWERS = (1, 2)
+DISTRIBUTED = ('auto', 'on', 'off')
+BAD_IMAGES = ('skip', 'fail')
 
 
 def _one_of(config: ml_collections.ConfigDict, key: str, allowed) -> None:
@@ -29,6 +31,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _one_of(config, 'model.conv1_padding', models.CONV1_PADDINGS)
   _one_of(config, 'model.num_towers', NUM_TOWERS)
   _one_of(config, 'lr_schedule', LR_SCHEDULES)
+  _one_of(config, 'distributed.initialize', DISTRIBUTED)
+  _one_of(config, 'dataset.bad_images', BAD_IMAGES)
   for key in ('model.pool_size', 'model.pool_stride', 'batch_size', 'eval_batch_size',
               'num_epochs', 'log_every_steps', 'checkpoint_every_steps', 'eval_every_epochs',
               'dataset.image_size', 'dataset.crop_size'):

@@ -32,6 +32,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.random_flip = True  # Sec. 4.1, horizontal reflections.
   # Mean RGB of the training set, subtracted from each pixel (Sec. 2), on the 0-255 scale.
   config.dataset.mean_rgb = (123.68, 116.78, 103.94)
+  # Image folders: files that are not images are 'skip'ped (counted in the log) or 'fail' the run,
+  # naming the file; so are images that fail to decode ('fail' stops at the first).
+  config.dataset.bad_images = 'skip'
   config.dataset.cache = False  # Keep decoded images in memory (small datasets only).
   config.dataset.shuffle_buffer = 16_384  # Of file names (not cached) or decoded images (cached).
   # Synthetic source only: a learnable task of class-coloured patterns.
@@ -82,12 +85,24 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.log_every_steps = 100
   config.eval_every_epochs = 1
-  config.checkpoint_every_steps = 1000  # And at the end of every epoch.
+  config.checkpoint_every_steps = 1000  # And at the end of every epoch,
+  config.checkpoint_every_minutes = 30.0  # and when this much time has passed (0: never),
+  # and on SIGTERM or SIGINT, after which the run stops (a second signal stops it at once).
   config.eval_batch_size = 128
 
   # Devices: 'data' replicas x 'model' shards (towers); -1 takes all remaining devices.
   config.mesh = ml_collections.ConfigDict()
   config.mesh.data = -1
   config.mesh.model = 1
+
+  # Several processes (hosts) through jax.distributed: 'auto' initializes it when the environment
+  # shows a multi-process job (SLURM with several tasks, a Cloud TPU slice) or a coordinator
+  # address is given below; 'off' never does.
+  config.distributed = ml_collections.ConfigDict()
+  config.distributed.initialize = 'auto'
+  config.distributed.coordinator_address = ''  # host:port of process 0, for any other cluster.
+  config.distributed.num_processes = -1
+  config.distributed.process_id = -1
+  config.distributed.cpu_collectives = 'gloo'  # Collectives across CPU-only processes.
   return config
 

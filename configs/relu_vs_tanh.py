@@ -31,6 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.name = 'cifar_net'
   config.model.conv_features = (32, 32, 64)
   config.model.kernel_size = 5
+  config.model.fc_features = ()  # The classifier straight after conv3.
   config.model.dropout_rate = 0.0
   config.model.num_towers = 1
   config.model.lrn = False

@@ -38,15 +38,33 @@ def test_image_folder_source(tmp_path):
   source = input_pipeline.create_source(_dataset_config(data_dir=root))
   assert source.num_classes == 3
   assert (source.train.num_global, source.eval.num_global) == (15, 15)
-  # Two processes split the files between them, every file once.
+  # Two processes split the evaluation files between them, every file once; both list all
+  # training files, to read their rows of each global batch.
   halves = [input_pipeline.create_source(_dataset_config(data_dir=root), i, 2) for i in (0, 1)]
-  assert [h.train.num_local for h in halves] == [8, 7]
+  assert [h.eval.num_local for h in halves] == [8, 7]
+  assert [h.train.num_local for h in halves] == [15, 15]
+
+
+def _empty_class_folder(root):
+  write_image_folder(root)
+  os.makedirs(os.path.join(root, 'test', 'bird'))
+  os.makedirs(os.path.join(root, 'train', 'bird'))
+  return root
+
+
+def _classes_differ(root):
+  write_image_folder(root)
+  os.rename(os.path.join(root, 'test', 'dog'), os.path.join(root, 'test', 'horse'))
+  return root
 
 
 @pytest.mark.parametrize('make_bad,message', [
     (lambda root: os.path.join(root, 'missing'), 'does not exist'),
-    (lambda root: write_image_folder(root, per_class=0), 'no images'),
+    (lambda root: write_image_folder(root, per_class=0), 'has no images'),
     (lambda root: root, "no 'train' split folder"),
+    (_empty_class_folder, r'class folder .*/bird has no images'),
+    (_classes_differ, r"different classes: only in 'train': \['dog'\], only in 'test': "
+                      r"\['horse'\]"),
 ])
 def test_image_folder_errors(tmp_path, make_bad, message):
   with pytest.raises(UserInputError, match=message):
@@ -69,8 +87,8 @@ def test_training_order_is_seeded_and_resumable():
   config = _dataset_config(name='synthetic', image_size=10, crop_size=8,
                            synthetic_train_examples=40)
   source = input_pipeline.create_source(config)
-  epoch = lambda **kw: list(input_pipeline.train_epoch(source, config, batch_size=8, seed=3,
-                                                       epoch=1, **kw))
+  epoch = lambda **kw: list(input_pipeline.train_epoch(source, config, global_batch_size=8,
+                                                       seed=3, epoch=1, num_batches=5, **kw))
   full, again, resumed = epoch(), epoch(), epoch(skip_batches=2)
   assert len(full) == 5
   for a, b in zip(full, again):
@@ -78,14 +96,22 @@ def test_training_order_is_seeded_and_resumable():
   for a, b in zip(full[2:], resumed):
     np.testing.assert_array_equal(a['image'], b['image'])
     np.testing.assert_array_equal(a['label'], b['label'])
-  other = list(input_pipeline.train_epoch(source, config, batch_size=8, seed=3, epoch=2))
+  other = list(input_pipeline.train_epoch(source, config, global_batch_size=8, seed=3, epoch=2,
+                                     num_batches=5))
   assert not np.array_equal(full[0]['label'], other[0]['label'])
   # The cached path gives the same batches as the uncached one.
   cache = input_pipeline.training_cache(source, config)
-  cached = list(input_pipeline.train_epoch(source, config, batch_size=8, seed=3, epoch=1,
-                                           cached=cache))
+  cached = list(input_pipeline.train_epoch(source, config, global_batch_size=8, seed=3, epoch=1,
+                                           num_batches=5, cached=cache))
   for a, b in zip(full, cached):
     np.testing.assert_array_equal(a['image'], b['image'])
+  # Two processes read the two halves of the same global batches.
+  halves = [list(input_pipeline.train_epoch(source, config, global_batch_size=8, seed=3, epoch=1,
+                                            num_batches=5, process_index=i, process_count=2))
+            for i in (0, 1)]
+  for whole, first, second in zip(full, *halves):
+    np.testing.assert_array_equal(whole['image'],
+                                  np.concatenate([first['image'], second['image']]))
 
 
 def test_eval_batches_pad_and_mask_every_example_once():
@@ -104,3 +130,34 @@ def test_eval_batches_pad_and_mask_every_example_once():
   counts = [len(list(input_pipeline.eval_batches(s, config, batch_size=4, process_count=3)))
             for s in shares]
   assert counts == [2, 2, 2]
+
+
+def _plant_bad_files(root):
+  """A text file and an empty file named like images, and a JPEG cut short."""
+  with open(os.path.join(root, 'train', 'cat', 'notes.jpg'), 'w') as f:
+    f.write('not an image')
+  open(os.path.join(root, 'train', 'dog', 'empty.png'), 'w').close()
+  whole = open(os.path.join(root, 'train', 'ship', '0000.jpg'), 'rb').read()
+  with open(os.path.join(root, 'train', 'ship', 'cut.jpg'), 'wb') as f:
+    f.write(whole[:40])
+
+
+def test_files_that_are_not_images_are_skipped_or_refused(tmp_path, caplog):
+  root = write_image_folder(str(tmp_path))
+  _plant_bad_files(root)
+  with pytest.raises(UserInputError, match=r'train/cat/notes.jpg is not an image .* nor are 1 '
+                                           r'other files'):
+    input_pipeline.create_source(_dataset_config(data_dir=root, bad_images='fail'))
+  config = _dataset_config(data_dir=root, bad_images='skip')
+  with caplog.at_level('WARNING'):
+    source = input_pipeline.create_source(config)
+  assert 'Skipping 2 files' in caplog.text
+  assert source.train.num_global == 16  # 15 images and the JPEG cut short, which passes the check.
+  # The cut JPEG fails to decode and is dropped; the epoch is refilled to whole batches.
+  batches = list(input_pipeline.train_epoch(source, config, global_batch_size=4, seed=0, epoch=0,
+                                            num_batches=4))
+  assert [len(b['label']) for b in batches] == [4, 4, 4, 4]
+  cached = list(input_pipeline.train_epoch(
+      source, config, global_batch_size=4, seed=0, epoch=0, num_batches=4,
+      cached=input_pipeline.training_cache(source, config)))
+  assert [len(b['label']) for b in cached] == [4, 4, 4, 4]

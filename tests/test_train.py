@@ -8,7 +8,6 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from alexnet_jax import checkpoints, input_pipeline, models, parallel, train
@@ -44,9 +43,9 @@ def read_metrics(workdir):
 
 
 def latest_params(workdir):
-  manager = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
-  state = manager.restore(manager.latest_step())
-  return manager.latest_step(), state['params']
+  manager = checkpoints.create_manager(workdir, read_only=True)
+  step = manager.latest_step()
+  return step, checkpoints.restore_on_host(manager, step)['params']
 
 
 def test_training_lowers_the_loss_and_writes_the_run_folder(tmp_path):
@@ -124,6 +123,7 @@ def test_bad_input_exits_with_one_clear_line(tmp_path, case):
   workdir = str(tmp_path / 'run')
   empty = tmp_path / 'empty'
   (empty / 'train' / 'cat').mkdir(parents=True)
+  (empty / 'test' / 'cat').mkdir(parents=True)
   (tmp_path / 'a_file').write_text('')
   args, expected = {
       'activation': (['--config.model.activation=sigmoid'],

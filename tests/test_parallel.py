@@ -1,0 +1,230 @@
+"""Every mesh shape computes the single-device grouped network (8 CPU devices, conftest.py)."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from alexnet_jax import checkpoints, models, parallel, train
+from configs import default
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MESHES = [(1, 1), (2, 1), (1, 2), (4, 2), (8, 1)]
+IMAGE = 67  # The smallest input that leaves conv5 one pixel after pooling: quick to compile.
+
+
+def tiny_config(dropout_rate=0.5):
+  config = default.get_config()
+  config.model.conv_features = (16, 32, 48, 48, 32)
+  config.model.fc_features = (64, 64)
+  config.model.dropout_rate = dropout_rate
+  config.dataset.name = 'synthetic'
+  config.dataset.image_size = config.dataset.crop_size = IMAGE
+  config.dataset.synthetic_train_examples = 64
+  config.dataset.synthetic_eval_examples = 20
+  config.batch_size = config.eval_batch_size = 8
+  config.log_every_steps = 1
+  config.lr_schedule = 'piecewise'
+  return config
+
+
+def assert_close(got, want):
+  got, want = np.asarray(got), np.asarray(want)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
+
+
+def batch_of(num):
+  rng = np.random.default_rng(0)
+  return {'image': rng.normal(0, 50, (num, IMAGE, IMAGE, 3)).astype(np.float32),
+          'label': rng.integers(0, 10, num).astype(np.int32)}
+
+
+def single_device_reference(config, params, batch, dropout_key):
+  """The plain grouped network on one device, with no mesh: logits, loss, grads, next params."""
+  model = models.create_model(config.model, 10)
+
+  def loss_fn(p):
+    logits = model.apply({'params': p}, batch['image'], train=True, rngs={'dropout': dropout_key})
+    return jnp.mean(train.cross_entropy(logits, batch['label'])), logits
+
+  (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+  tx = train.create_optimizer(config)
+  updates, _ = tx.update(grads, tx.init(params), params, learning_rate=config.learning_rate)
+  return logits, loss, grads, jax.tree.map(jnp.add, params, updates)
+
+
+@pytest.mark.parametrize('dropout_rate', [0.0, 0.5])
+def test_every_mesh_matches_the_single_device_network(dropout_rate):
+  config = tiny_config(dropout_rate)
+  batch = batch_of(8)
+  base_model = models.create_model(config.model, 10)
+  state, _ = train.create_train_state(config, base_model, (IMAGE, IMAGE, 3),
+                                      parallel.create_mesh(1, 1))
+  params = jax.device_get(state.params)
+  dropout_key = np.asarray(jax.random.fold_in(state.rng, 0))  # Uncommitted: any mesh takes it.
+  ref_logits, ref_loss, ref_grads, ref_next = single_device_reference(
+      config, params, batch, dropout_key)
+  assert float(jnp.std(ref_logits)) > 1e-4
+
+  for num_data, num_model in MESHES:
+    mesh = parallel.create_mesh(num_data, num_model)
+    state, specs = train.create_train_state(config, base_model, (IMAGE, IMAGE, 3), mesh)
+    model = models.create_model(config.model, 10, data_axis='data', model_axis='model')
+
+    def forward(p, b, key):
+      loss, logits, grads = train.loss_and_grads(p, b, key, model=model)
+      return loss, logits[None], grads  # One copy of the logits per model shard.
+
+    batch_specs = {'image': parallel.BATCH_SPEC, 'label': parallel.BATCH_SPEC}
+    forward = parallel.sharded_step(
+        forward, mesh, (specs.params, batch_specs, P()),
+        (P(), P('model', 'data'), specs.params))
+    train_fn, _ = train.make_steps(config, model, mesh, specs, steps_per_epoch=8)
+    with jax.set_mesh(mesh):
+      global_batch = train.global_batch(batch, mesh)
+      loss, logits, grads = forward(state.params, global_batch, dropout_key)
+      next_state, metrics = train_fn(state, global_batch)
+    where = f'mesh {(num_data, num_model)}, dropout {dropout_rate}'
+    assert logits.shape == (num_model, 8, 10), where
+    for copy in logits:
+      assert_close(copy, ref_logits)
+    assert_close(loss, ref_loss)
+    assert_close(metrics['loss'], ref_loss)
+    for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
+      assert_close(got, want)
+    for got, want in zip(jax.tree.leaves(next_state.params), jax.tree.leaves(ref_next)):
+      assert_close(got, want)
+
+
+def test_each_device_holds_half_of_every_kernel():
+  config = default.get_config()  # The paper's network.
+  mesh = parallel.create_mesh(1, 2)
+  state, _ = train.create_train_state(config, models.create_model(config.model, 1000),
+                                      (227, 227, 3), mesh)
+  half = {'conv1': (11, 11, 3, 48), 'conv2': (5, 5, 48, 128), 'conv3': (3, 3, 256, 192),
+          'conv4': (3, 3, 192, 192), 'conv5': (3, 3, 192, 128), 'fc6': (9216, 2048),
+          'fc7': (4096, 2048), 'fc8': (4096, 1000)}  # The classifier is computed whole.
+  for name, shape in half.items():
+    for tree in (state.params, state.opt_state.velocity):
+      shards = tree[name]['kernel'].addressable_shards
+      assert len(shards) == 2 and [s.data.shape for s in shards] == [shape, shape], name
+  first, second = state.params['conv2']['kernel'].addressable_shards
+  assert first.device != second.device
+
+
+def collectives(hlo_text):
+  """Counts of each collective op in compiled HLO text."""
+  ops = ('all-gather', 'all-reduce', 'reduce-scatter', 'collective-permute', 'all-to-all')
+  return {op: len(re.findall(rf'\s{op}(?:-start)?\(', hlo_text)) for op in ops}
+
+
+def test_hlo_has_the_four_all_gathers_and_no_other_collective():
+  config = tiny_config()
+  mesh = parallel.create_mesh(1, 2)
+  state, specs = train.create_train_state(config, models.create_model(config.model, 10),
+                                          (IMAGE, IMAGE, 3), mesh)
+  model = models.create_model(config.model, 10, data_axis='data', model_axis='model')
+  forward = parallel.sharded_step(
+      lambda p, x: model.apply({'params': p}, x, train=False)[None], mesh,
+      (specs.params, parallel.BATCH_SPEC), P('model', 'data'))
+  with jax.set_mesh(mesh):
+    images = train.global_batch({'image': batch_of(8)['image']}, mesh)['image']
+    hlo = forward.lower(state.params, images).compile().as_text()
+    # conv3, fc6, fc7 and fc8 read both towers; nothing else communicates in the forward pass.
+    assert collectives(hlo) == {'all-gather': 4, 'all-reduce': 0, 'reduce-scatter': 0,
+                                'collective-permute': 0, 'all-to-all': 0}
+    train_fn, _ = train.make_steps(config, model, mesh, specs, steps_per_epoch=8)
+    hlo = train_fn.lower(state, train.global_batch(batch_of(8), mesh)).compile().as_text()
+  assert collectives(hlo)['all-gather'] == 4  # Their transposes are reduce-scatters.
+
+
+def _step_losses(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    records = [json.loads(line) for line in f]
+  return {r['step']: r['train_loss'] for r in records if 'train_loss' in r}
+
+
+def test_checkpoint_moves_between_meshes(tmp_path):
+  def run(workdir, mesh, num_epochs):
+    config = tiny_config()
+    config.mesh.data, config.mesh.model = mesh
+    config.num_epochs = num_epochs
+    train.train_and_evaluate(config, str(workdir))
+
+  run(tmp_path / 'moved', (1, 2), 1)
+  run(tmp_path / 'moved', (2, 1), 2)  # Resumes the (1, 2) checkpoint at step 8.
+  run(tmp_path / 'straight', (1, 2), 2)
+  moved, straight = _step_losses(tmp_path / 'moved'), _step_losses(tmp_path / 'straight')
+  assert sorted(moved) == sorted(straight) == list(range(1, 17))
+  for step in range(9, 17):  # The loss of the first step after the move, and of the rest.
+    assert moved[step] == pytest.approx(straight[step], rel=1e-5)
+
+
+def test_mesh_shape_resolution():
+  assert parallel.mesh_shape(-1, 2, 8) == (4, 2)
+  assert parallel.mesh_shape(2, -1, 8) == (2, 4)
+  assert parallel.mesh_shape(1, 1, 8) == (1, 1)
+  with pytest.raises(ValueError, match='does not fit'):
+    parallel.mesh_shape(4, 4, 8)
+
+
+TINY_RUN_FLAGS = [
+    '--config=configs/default.py', '--config.dataset.name=synthetic',
+    f'--config.dataset.image_size={IMAGE}', f'--config.dataset.crop_size={IMAGE}',
+    '--config.dataset.synthetic_train_examples=24', '--config.dataset.synthetic_eval_examples=10',
+    '--config.batch_size=8', '--config.eval_batch_size=8', '--config.num_epochs=1',
+    '--config.model.conv_features=(16,32,48,48,32)', '--config.model.fc_features=(64,64)',
+    '--config.lr_schedule=piecewise', '--config.mesh.data=2', '--config.mesh.model=2',
+]
+
+
+def _run_main(workdir, num_devices, extra_flags=(), wait=True):
+  env = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={num_devices}'}
+  process = subprocess.Popen(
+      [sys.executable, '-m', 'alexnet_jax.main', f'--workdir={workdir}', *TINY_RUN_FLAGS,
+       *extra_flags], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      text=True)
+  return process.communicate(timeout=300)[0] if wait else process
+
+
+def _final_params(workdir):
+  manager = checkpoints.create_manager(workdir, read_only=True)
+  step = manager.latest_step()
+  return step, checkpoints.restore_on_host(manager, step)['params']
+
+
+def test_two_processes_match_one_process(tmp_path):
+  """Two processes of 2 CPU devices each (gloo), a (2, 2) mesh across them, 3 steps."""
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  processes = [
+      _run_main(tmp_path / 'two', 2, [f'--config.distributed.coordinator_address=127.0.0.1:{port}',
+                                      '--config.distributed.num_processes=2',
+                                      f'--config.distributed.process_id={i}'], wait=False)
+      for i in (0, 1)]
+  logs = [p.communicate(timeout=300)[0] for p in processes]
+  assert [p.returncode for p in processes] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+  assert "Mesh {'data': 2, 'model': 2} over 4 devices (2 processes)" in logs[0]
+  one_log = _run_main(tmp_path / 'one', 4)
+  assert "Mesh {'data': 2, 'model': 2} over 4 devices (1 processes)" in one_log, one_log[-3000:]
+  (step_two, two), (step_one, one) = _final_params(tmp_path / 'two'), _final_params(tmp_path / 'one')
+  assert step_two == step_one == 3
+  for a, b in zip(jax.tree.leaves(two), jax.tree.leaves(one)):
+    assert_close(a, b)
+  # Only process 0 writes the run's files.
+  assert len(open(tmp_path / 'two' / 'metrics.jsonl').readlines()) == len(
+      open(tmp_path / 'one' / 'metrics.jsonl').readlines())
+
+
+def test_main_logs_the_mesh_it_used(tmp_path):
+  log = _run_main(tmp_path / 'run', 2, ['--config.mesh.data=-1', '--config.mesh.model=2'])
+  assert "Mesh {'data': 1, 'model': 2} over 2 devices" in log, log[-3000:]
