@@ -14,6 +14,8 @@ from orbax.checkpoint import checkpoint_managers
 from alexnet_jax.errors import UserInputError
 
 BEST_METRIC = 'eval_top1_error'  # Lower is better.
+# The key, in each checkpoint's metrics, of the run's per-evaluation curves: {name: [values]}.
+HISTORY = 'history'
 # Two, so that a latest checkpoint damaged on disk has a predecessor to fall back to.
 KEEP_LATEST = 2
 UNREADABLE_DIR = 'unreadable_checkpoints'  # In the workdir, beside checkpoints/.

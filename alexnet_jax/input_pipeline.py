@@ -216,18 +216,32 @@ def decode_and_resize(image: tf.Tensor, image_size: int, decoded: bool) -> tf.Te
   return tf.ensure_shape(image, [image_size, image_size, 3])
 
 
+def lighting_noise(seed: tf.Tensor, *, std: float, eigenvalues: tf.Tensor,
+                   eigenvectors: tf.Tensor) -> tf.Tensor:
+  """PCA lighting (Sec. 4.1): [p1 p2 p3][a1 l1, a2 l2, a3 l3]^T with a_i ~ N(0, std), one RGB
+  offset on the 0-255 scale. `eigenvectors` holds p_i as columns; `eigenvalues` are those of the
+  covariance of RGB values scaled to [0, 1]."""
+  alphas = tf.random.stateless_normal([3], seed, stddev=std)
+  return 255.0 * tf.linalg.matvec(eigenvectors, alphas * eigenvalues)
+
+
 def augment_and_normalize(image: tf.Tensor, seed: tf.Tensor, *, crop_size: int,
-                          random_crop: bool, random_flip: bool,
-                          mean_rgb: tf.Tensor) -> tf.Tensor:
-  """Random (or central) crop, random reflection, float32 minus the mean (Sec. 4.1)."""
-  crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+                          random_crop: bool, random_flip: bool, mean_rgb: tf.Tensor,
+                          lighting: dict[str, Any] | None = None) -> tf.Tensor:
+  """Random (or central) crop, random reflection, float32 minus the mean, and PCA lighting
+  noise when `lighting` gives its std, eigenvalues and eigenvectors (Sec. 4.1)."""
+  crop_seed, flip_seed, lighting_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 3))
   if random_crop:
     image = tf.image.stateless_random_crop(image, [crop_size, crop_size, 3], crop_seed)
   else:
     image = tf.image.resize_with_crop_or_pad(image, crop_size, crop_size)
   if random_flip:
     image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-  return tf.cast(image, tf.float32) - mean_rgb
+  image = tf.cast(image, tf.float32) - mean_rgb
+  if lighting is not None:
+    image += lighting_noise(lighting_seed, **lighting)
+  return image
 
 
 # --------------------------------------------------------------------------------- pipelines
@@ -280,6 +294,10 @@ def train_epoch(source: Source, config: ml_collections.ConfigDict, *, global_bat
         .map(lambda index, x: rows((index, x), first, local_batch_size)) \
         .unbatch()
   mean_rgb = tf.constant(config.mean_rgb, tf.float32)
+  lighting = None if not config.pca_lighting else {
+      'std': config.pca_std,
+      'eigenvalues': tf.constant(config.pca_eigenvalues, tf.float32),
+      'eigenvectors': tf.constant(config.pca_eigenvectors, tf.float32)}
 
   def preprocess(index, x):
     image = x['image'] if cached is not None else decode_and_resize(
@@ -287,7 +305,8 @@ def train_epoch(source: Source, config: ml_collections.ConfigDict, *, global_bat
     seed_pair = tf.stack([tf.constant(epoch_seed, tf.int64), index])
     image = augment_and_normalize(image, seed_pair, crop_size=config.crop_size,
                                   random_crop=config.random_crop,
-                                  random_flip=config.random_flip, mean_rgb=mean_rgb)
+                                  random_flip=config.random_flip, mean_rgb=mean_rgb,
+                                  lighting=lighting)
     return {'image': image, 'label': x['label']}
 
   examples = _without_undecodable(examples.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE),

@@ -25,10 +25,14 @@ from alexnet_jax import models
 from alexnet_jax import optim
 from alexnet_jax import parallel
 from alexnet_jax import preemption
+from alexnet_jax import run_folder
 from alexnet_jax import validation
 from alexnet_jax.errors import Interrupted, NonFiniteError, UserInputError
 
 BOTH_AXES = (parallel.DATA_AXIS, parallel.MODEL_AXIS)
+# The per-epoch curves kept in each checkpoint's metrics (checkpoints.HISTORY).
+HISTORY_KEYS = ('epoch', 'train_epoch_loss', 'train_epoch_error', 'eval_loss', 'eval_top1_error',
+                'eval_top5_error')
 
 
 @flax.struct.dataclass
@@ -252,6 +256,28 @@ def check_finite(step_metrics: list[tuple[int, dict[str, jax.Array]]]) -> None:
                          'before that step, is the latest.')
 
 
+def reached_train_error(config: ml_collections.ConfigDict, train_error: float | None) -> bool:
+  """Whether an epoch's training error ends the run (config.stop_at_train_error; 0: never)."""
+  return train_error is not None and 0 < config.stop_at_train_error and \
+      train_error <= config.stop_at_train_error
+
+
+def plateau_schedule_update(config: ml_collections.ConfigDict, state: TrainState,
+                            eval_error: float) -> TrainState:
+  """The plateau schedule's memory after an evaluation (Sec. 5); kept, unused, by 'piecewise'."""
+  best, waited, cuts = optim.plateau_update(
+      eval_error, float(state.best_eval_error), int(state.evals_without_improvement),
+      int(state.lr_cuts), patience=config.lr_plateau_patience,
+      min_delta=config.lr_plateau_min_delta, max_cuts=config.lr_max_cuts)
+  if config.lr_schedule != 'plateau':
+    cuts = int(state.lr_cuts)
+  elif cuts > int(state.lr_cuts):
+    logging.info('Validation error has stopped improving: learning rate divided by %g.',
+                 1 / config.lr_decay_factor)
+  return state.replace(best_eval_error=jnp.float32(best),
+                       evals_without_improvement=jnp.int32(waited), lr_cuts=jnp.int32(cuts))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the last metrics.
 
@@ -299,11 +325,18 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if restored is not None:
     state, restored_step = restored
     last_metrics = dict(manager.metrics(restored_step) or {})
+  # One entry per epoch, kept in every checkpoint's metrics: the run's curves travel with it.
+  history: dict[str, list[Any]] = last_metrics.pop(checkpoints.HISTORY, {})
+  # Finished for this config: a run given more epochs, or a lower target, goes on.
+  last_metrics[run_folder.FINISHED] = int(state.step) >= total_steps or (
+      int(state.step) % steps_per_epoch == 0 and
+      reached_train_error(config, (history.get('train_epoch_error') or [None])[-1]))
+  if restored is not None:
     logging.info('Resumed from the checkpoint at step %d (epoch %.2f)%s.', restored_step,
                  restored_step / steps_per_epoch,
-                 ': the run is already finished' if restored_step >= total_steps else '')
+                 ': the run is already finished' if last_metrics[run_folder.FINISHED] else '')
   if is_chief:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    with open(os.path.join(workdir, run_folder.CONFIG_FILE), 'w') as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
   model = models.create_model(config.model, source.num_classes, data_axis=parallel.DATA_AXIS,
@@ -321,12 +354,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     check_finite(unchecked)  # Nothing non-finite reaches a checkpoint.
     unchecked.clear()
     if manager.latest_step() != step:  # Stopped right after a resume: it is saved already.
-      checkpoints.save(manager, step, state, last_metrics)
+      checkpoints.save(manager, step, state, {**last_metrics, checkpoints.HISTORY: history})
     triggers.saved()
 
   try:
     with jax.set_mesh(mesh):
-      while step < total_steps:
+      while step < total_steps and not last_metrics.get(run_folder.FINISHED):
         epoch = step // steps_per_epoch
         skip = step % steps_per_epoch
         if skip == 0:
@@ -372,31 +405,30 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             raise Interrupted(signal_number, step)
 
         epoch_done = step // steps_per_epoch
-        is_last = step >= total_steps
+        reached_target = reached_train_error(config, last_metrics['train_error'])
+        if reached_target:
+          logging.info('The training error, %.4f, has reached config.stop_at_train_error=%g: '
+                       'the run is finished.', last_metrics['train_error'],
+                       config.stop_at_train_error)
+        is_last = step >= total_steps or reached_target
+        epoch_record = {'epoch': epoch_done, 'train_epoch_loss': last_metrics['train_loss'],
+                        'train_epoch_error': last_metrics['train_error']}
         if epoch_done % config.eval_every_epochs == 0 or is_last:
           eval_metrics = evaluate(eval_fn, state.params, eval_batches.as_numpy_iterator(), mesh)
           last_metrics.update(eval_metrics)
-          best, waited, cuts = optim.plateau_update(
-              eval_metrics['eval_top1_error'], float(state.best_eval_error),
-              int(state.evals_without_improvement), int(state.lr_cuts),
-              patience=config.lr_plateau_patience, min_delta=config.lr_plateau_min_delta,
-              max_cuts=config.lr_max_cuts)
-          if config.lr_schedule != 'plateau':
-            cuts = int(state.lr_cuts)
-          elif cuts > int(state.lr_cuts):
-            logging.info('Validation error has stopped improving: learning rate divided by %g.',
-                         1 / config.lr_decay_factor)
-          state = state.replace(best_eval_error=jnp.float32(best),
-                                evals_without_improvement=jnp.int32(waited),
-                                lr_cuts=jnp.int32(cuts))
-          writer.write(step, {'epoch': epoch_done, **eval_metrics,
-                              'train_epoch_loss': last_metrics['train_loss'],
-                              'train_epoch_error': last_metrics['train_error']})
+          epoch_record.update(eval_metrics)
+          state = plateau_schedule_update(config, state, eval_metrics['eval_top1_error'])
           logging.info('epoch %d: training error %.4f, eval loss %.4f, top-1 error %.4f, '
                        'top-5 error %.4f (%d examples)', epoch_done, last_metrics['train_error'],
                        eval_metrics['eval_loss'], eval_metrics['eval_top1_error'],
                        eval_metrics['eval_top5_error'], eval_metrics['eval_examples'])
+        for key in HISTORY_KEYS:  # None where this epoch was not evaluated.
+          history.setdefault(key, []).append(epoch_record.get(key))
+        writer.write(step, epoch_record)
+        last_metrics[run_folder.FINISHED] = is_last
         save()
+        if is_last:
+          break
         signal_number, _ = triggers.poll()
         if signal_number is not None and not is_last:
           raise Interrupted(signal_number, step)

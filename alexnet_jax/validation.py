@@ -42,6 +42,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
            f'config.{key}={value!r} must be a positive integer.')
   _check(0.0 <= config.model.dropout_rate < 1.0,
          f'config.model.dropout_rate={config.model.dropout_rate!r} must be in [0, 1).')
+  _check(0.0 <= config.stop_at_train_error < 1.0,
+         f'config.stop_at_train_error={config.stop_at_train_error!r} must be in [0, 1).')
   _check(config.learning_rate > 0,
          f'config.learning_rate={config.learning_rate!r} must be positive.')
   _check(config.dataset.crop_size <= config.dataset.image_size,

@@ -161,3 +161,17 @@ def test_files_that_are_not_images_are_skipped_or_refused(tmp_path, caplog):
       source, config, global_batch_size=4, seed=0, epoch=0, num_batches=4,
       cached=input_pipeline.training_cache(source, config)))
   assert [len(b['label']) for b in cached] == [4, 4, 4, 4]
+
+
+def test_lighting_noise_follows_the_eigenvectors_with_the_configured_spread():
+  config = default.get_config().dataset
+  eigenvalues = np.asarray(config.pca_eigenvalues, np.float32)
+  eigenvectors = np.asarray(config.pca_eigenvectors, np.float32)
+  noise = np.stack([input_pipeline.lighting_noise(
+      tf.constant([7, i], tf.int64), std=config.pca_std, eigenvalues=eigenvalues,
+      eigenvectors=eigenvectors).numpy() for i in range(2000)])
+  # Coordinates in the eigenvector basis are a_i * l_i * 255, with a_i ~ N(0, pca_std).
+  alphas = np.linalg.solve(eigenvectors, noise.T / 255.0).T / eigenvalues
+  np.testing.assert_allclose(alphas.std(axis=0), config.pca_std, rtol=0.1)
+  np.testing.assert_allclose(alphas.mean(axis=0), 0.0, atol=0.01)
+  np.testing.assert_allclose(eigenvectors @ (alphas * eigenvalues).T * 255, noise.T, atol=1e-3)

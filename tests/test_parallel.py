@@ -216,7 +216,8 @@ def test_two_processes_match_one_process(tmp_path):
   assert "Mesh {'data': 2, 'model': 2} over 4 devices (2 processes)" in logs[0]
   one_log = _run_main(tmp_path / 'one', 4)
   assert "Mesh {'data': 2, 'model': 2} over 4 devices (1 processes)" in one_log, one_log[-3000:]
-  (step_two, two), (step_one, one) = _final_params(tmp_path / 'two'), _final_params(tmp_path / 'one')
+  (step_two, two), (step_one, one) = (_final_params(tmp_path / 'two'),
+                                      _final_params(tmp_path / 'one'))
   assert step_two == step_one == 3
   for a, b in zip(jax.tree.leaves(two), jax.tree.leaves(one)):
     assert_close(a, b)

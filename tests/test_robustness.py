@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from alexnet_jax import checkpoints, train, validation
+from alexnet_jax import checkpoints, train
 from alexnet_jax.errors import Interrupted, NonFiniteError, UserInputError
 from tests.test_train import REPO, latest_params, read_metrics, small_config
 

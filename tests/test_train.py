@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -83,7 +82,7 @@ def test_evaluation_counts_every_example_once():
   source = input_pipeline.create_source(config.dataset)
   mesh = parallel.create_mesh(1, 1)
   model = models.create_model(config.model, source.num_classes)
-  state, specs = create = train.create_train_state(config, model, (32, 32, 3), mesh)
+  state, specs = train.create_train_state(config, model, (32, 32, 3), mesh)
   sharded_model = models.create_model(config.model, source.num_classes, data_axis='data',
                                       model_axis='model')
   _, eval_fn = train.make_steps(config, sharded_model, mesh, specs, steps_per_epoch=16)

@@ -1,0 +1,99 @@
+"""The report's PNGs: error curves per sweep (Figure 1's look) and conv1 kernels (Figure 3)."""
+
+import os
+import re
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use('Agg')  # Files only, no display.
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from alexnet_jax import checkpoints  # pylint: disable=g-import-not-at-top,wrong-import-position
+from alexnet_jax.run_folder import Run  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+KERNEL_SCALE = 4  # Pixels per kernel weight in the kernel grid.
+
+
+def _file_name(text: str) -> str:
+  return re.sub(r'[^A-Za-z0-9_.=,-]+', '_', text).strip('_')
+
+
+def error_curves(runs: Sequence[Run], title: str, path: str) -> None:
+  """Training (solid) and validation (dashed) error against epochs, one colour per run."""
+  fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+  for i, run in enumerate(runs):
+    history = run.history
+    epochs = history.get('epoch', [])
+    color = f'C{i % 10}'
+    label = os.path.basename(run.workdir)
+    ax.plot(epochs, history.get('train_epoch_error', []), color=color, label=label)
+    evaluated = [(e, v) for e, v in zip(epochs, history.get('eval_top1_error', []))
+                 if v is not None]
+    if evaluated:
+      ax.plot(*zip(*evaluated), color=color, linestyle='--')
+  ax.set_xlabel('epochs')
+  ax.set_ylabel('error (solid: training, dashed: validation top-1)')
+  ax.set_ylim(0, 1)
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+
+
+def kernel_grid(kernel: np.ndarray, num_towers: int, columns: int = 8) -> np.ndarray:
+  """conv1 kernels (k, k, 3, C) as one RGB image: a block per tower (channels split in
+  contiguous halves, as the towers hold them), each kernel stretched to [0, 1]."""
+  size, _, _, channels = kernel.shape
+  per_tower = channels // num_towers
+  low = kernel.min(axis=(0, 1, 2), keepdims=True)
+  high = kernel.max(axis=(0, 1, 2), keepdims=True)
+  kernel = (kernel - low) / np.maximum(high - low, 1e-12)
+  rows = -(-per_tower // columns)
+  cell = size + 1
+  blocks = []
+  for tower in range(num_towers):
+    block = np.ones((rows * cell + 1, columns * cell + 1, 3))
+    for i in range(per_tower):
+      r, c = divmod(i, columns)
+      block[1 + r * cell:1 + r * cell + size, 1 + c * cell:1 + c * cell + size] = \
+          kernel[..., tower * per_tower + i]
+    blocks.append(block)
+  gap = np.ones((blocks[0].shape[0], cell, 3))
+  grid = np.concatenate([x for b in blocks for x in (b, gap)][:-1], axis=1)
+  return np.repeat(np.repeat(grid, KERNEL_SCALE, axis=0), KERNEL_SCALE, axis=1)
+
+
+def conv1_kernels(run: Run, path: str) -> bool:
+  """Writes the conv1 kernels of the run's best (else latest) checkpoint; False if it has none."""
+  manager = checkpoints.create_manager(run.workdir, read_only=True)
+  step = manager.best_step() or manager.latest_step()
+  if step is None:
+    return False
+  kernel = np.asarray(checkpoints.restore_on_host(manager, step)['params']['conv1']['kernel'])
+  manager.close()
+  plt.imsave(path, kernel_grid(kernel, run.config['model']['num_towers']))
+  return True
+
+
+def write_all(runs: Sequence[Run], out_dir: str) -> list[str]:
+  """Every plot of `runs` into `out_dir`; returns the paths written."""
+  os.makedirs(out_dir, exist_ok=True)
+  written = []
+  groups: dict[tuple[str, str], list[Run]] = {}
+  for run in runs:
+    if run.history.get('epoch'):
+      key = (run.config.get('experiment', 'runs'), run.config['dataset']['name'])
+      groups.setdefault(key, []).append(run)
+  for (experiment, dataset), group in sorted(groups.items()):
+    path = os.path.join(out_dir, _file_name(f'curves_{experiment}_{dataset}') + '.png')
+    error_curves(group, f'{experiment} on {dataset}', path)
+    written.append(path)
+  for run in runs:
+    path = os.path.join(out_dir, _file_name(f'conv1_{os.path.basename(run.workdir)}') + '.png')
+    if run.latest is not None and conv1_kernels(run, path):
+      written.append(path)
+  return written

@@ -1,0 +1,172 @@
+r"""Result tables, plots and a verdict on each paper claim, read from the runs' checkpoints.
+
+  python -m alexnet_jax.report ROOT [ROOT ...] [--format=csv] [--plot=DIR] [--target_error=0.25]
+
+ROOT is a run folder or any folder above run folders (a sweep's root). Prints one row per run,
+then one row per claim and dataset; --plot=DIR writes the error curves of each sweep (Figure 1's
+look) and each run's conv1 kernels, one block per tower (Figure 3).
+"""
+
+import csv
+import importlib
+import io
+import json
+import math
+import os
+import sys
+from typing import Any, Sequence
+
+from absl import app
+from absl import flags
+
+from alexnet_jax import claims
+from alexnet_jax import run_folder
+from alexnet_jax.run_folder import Run
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum('format', 'markdown', ['markdown', 'csv'], 'Output format of the tables.')
+flags.DEFINE_string('plot', None, 'Write PNG plots to this folder.')
+flags.DEFINE_float('target_error', 0.25, 'Training error for the "epochs to" column.')
+
+NOT_AVAILABLE = '—'
+# Keys that differ between machines, not between conditions.
+NOT_OVERRIDES = ('dataset.data_dir', 'experiment')
+
+
+def flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = tuple(value) if isinstance(value, list) else value
+  return flat
+
+
+def overrides(config: dict[str, Any]) -> str:
+  """What the run changed from its experiment's config (the closest of its variants)."""
+  try:
+    module = importlib.import_module(f'configs.{config.get("experiment", "default")}')
+  except ImportError:
+    return NOT_AVAILABLE
+  run = flatten(json.loads(json.dumps(config)))
+  candidates = []  # (number of differences, description), one per variant of the config.
+  for variant in getattr(module, 'VARIANTS', (None,)):
+    base = module.get_config(variant) if variant else module.get_config()
+    base = flatten(json.loads(base.to_json_best_effort()))
+    diff = {k: v for k, v in run.items() if base.get(k, object()) != v and k not in NOT_OVERRIDES}
+    label = [f':{variant}'] if variant and variant != 'imagenet' else []
+    candidates.append((len(diff), label + [f'{k}={_short(v)}' for k, v in sorted(diff.items())]))
+  return ' '.join(min(candidates, key=lambda c: c[0])[1]) or '(none)'
+
+
+def _short(value: Any) -> str:
+  if isinstance(value, float):
+    return f'{value:g}'
+  if isinstance(value, tuple):
+    return '(' + ','.join(_short(v) for v in value) + ')'
+  return str(value)
+
+
+def _percent(value: float | None) -> str:
+  return NOT_AVAILABLE if value is None else f'{100 * value:.2f}'
+
+
+def _epochs(value: float) -> str:
+  return NOT_AVAILABLE if math.isinf(value) else f'{value:g}'
+
+
+def run_rows(runs: Sequence[Run], roots: Sequence[str], target: float) -> list[dict[str, str]]:
+  rows = []
+  for run in runs:
+    name = next((os.path.relpath(run.workdir, os.path.dirname(os.path.abspath(root)))
+                 for root in roots if os.path.abspath(run.workdir).startswith(
+                     os.path.abspath(root))), run.workdir)
+    latest, best = run.latest or {}, run.best or {}
+    row = {
+        'run': name,
+        'experiment': run.config.get('experiment', NOT_AVAILABLE),
+        'overrides': overrides(run.config),
+        'epochs': f'{latest.get("epoch", 0):g}' + ('' if run.finished else ' (running)'),
+        'train error %': _percent(run.history.get('train_epoch_error', [None])[-1]),
+    }
+    for crop, keys in (('', (claims.TOP1, claims.TOP5)),
+                       ('10-crop ', (claims.TOP1_10CROP, claims.TOP5_10CROP))):
+      for label, key in zip(('top-1', 'top-5'), keys):
+        row[f'{crop}{label} best %'] = _percent(best.get(key))
+        row[f'{crop}{label} final %'] = _percent(latest.get(key))
+    row[f'epochs to {target:.0%} train error'] = _epochs(claims.epochs_to(run, target))
+    rows.append(row)
+  return rows
+
+
+def claim_rows(runs: Sequence[Run]) -> list[dict[str, str]]:
+  rows = []
+  for claim in claims.CLAIMS:
+    mine = [r for r in runs if r.config.get('experiment') == claim.experiment]
+    datasets = sorted({r.config['dataset']['name'] for r in mine}) or [None]
+    for dataset in datasets:
+      group = [r for r in mine if r.config['dataset']['name'] == dataset]
+      verdict = claim.judge(group)
+      conditions = NOT_AVAILABLE
+      if group:
+        sizes = sorted({r.config['dataset']['crop_size'] for r in group})
+        epochs = sorted({f'{(r.latest or {}).get("epoch", 0):g}' for r in group})
+        conditions = (f'{dataset}, {"/".join(map(str, sizes))} px, {len(group)} runs, '
+                      f'{"-".join([epochs[0], epochs[-1]]) if len(epochs) > 1 else epochs[0]} '
+                      'epochs')
+      rows.append({'claim': claim.id, 'what': claim.text, 'paper': claim.paper,
+                   'ours': verdict.ours or NOT_AVAILABLE, 'conditions': conditions,
+                   'verdict': verdict.verdict})
+  return rows
+
+
+def format_table(rows: list[dict[str, str]], fmt: str) -> str:
+  if not rows:
+    return ''
+  if fmt == 'csv':
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+  header = list(rows[0])
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  lines += ['| ' + ' | '.join(str(row[k]).replace('|', '/') for k in header) + ' |'
+            for row in rows]
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv: list[str]) -> None:
+  roots = argv[1:]
+  if not roots:
+    raise app.UsageError('Give at least one ROOT: a run folder or a folder above run folders.')
+  runs, unreadable = [], []
+  for root in roots:
+    folders = run_folder.find_runs(root) if os.path.isdir(root) else []
+    if not folders:
+      print(f'{root}: no runs here (no folder with a config.json).', file=sys.stderr)
+    for folder in folders:
+      try:
+        run = run_folder.read_run(folder)
+      except Exception as e:  # pylint: disable=broad-except
+        unreadable.append(folder)
+        print(f'{folder}: cannot be read ({e}).', file=sys.stderr)
+        continue
+      if run.latest is None:
+        print(f'{folder}: no checkpoint yet.', file=sys.stderr)
+      runs.append(run)
+  if not any(run.latest is not None for run in runs):
+    print('error: no run with a checkpoint was found: nothing to report.', file=sys.stderr)
+    sys.exit(1)
+
+  print(format_table(run_rows(runs, roots, FLAGS.target_error), FLAGS.format))
+  print(format_table(claim_rows(runs), FLAGS.format))
+  if FLAGS.plot:
+    from alexnet_jax import plots  # pylint: disable=g-import-not-at-top
+    for path in plots.write_all(runs, FLAGS.plot):
+      print(f'wrote {path}', file=sys.stderr)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,34 @@
+r"""Claim C5 (Sec. 4.2): without dropout the network overfits substantially; dropout roughly
+doubles the number of iterations needed to converge.
+
+  python -m launch.local --config=configs/dropout.py:cifar10 --root=/tmp/c5 -- \
+      --config.dataset.name=image_folder --config.dataset.data_dir=$HOME/data/cifar10
+  python -m alexnet_jax.report /tmp/c5
+
+Variants: 'imagenet' (the paper's network, dropout 0.5 and 0 on fc6 and fc7) and 'cifar10': an
+AlexNet-style net sized for CIFAR-10, the Figure-1 convolutions (32, 32, 64 kernels of 5x5) then
+two hidden fully-connected layers of 512 units with dropout on their outputs, then the
+classifier; no augmentation and no weight decay, so that dropout is the only regularizer.
+Paper: qualitative (substantial overfitting without; about twice the iterations with).
+Wall time: cifar10 about 4 minutes per epoch on a 2-core CPU, 4 runs; imagenet not yet timed.
+"""
+
+import ml_collections
+
+from configs import common
+
+VARIANTS = ('imagenet', 'cifar10')
+TARGET_TRAIN_ERROR = 0.25  # For "epochs to converge".
+
+
+def get_config(variant: str = 'imagenet') -> ml_collections.ConfigDict:
+  config = common.base(variant, VARIANTS, 'dropout')
+  if variant == 'cifar10':
+    config.model.fc_features = (512, 512)
+    config.model.dropout_rate = 0.5
+  return config
+
+
+def get_sweep(variant: str = 'imagenet') -> list[dict]:
+  del variant
+  return common.grid(model__dropout_rate=(0.5, 0.0), seed=common.SEEDS)

@@ -1,0 +1,97 @@
+r"""Runs a config's sweep on this machine: finished runs are skipped, unfinished ones resume.
+
+  python -m launch.local --config=configs/relu_vs_tanh.py --root=/tmp/c1 [--parallel=N] -- \
+      --config.dataset.name=image_folder --config.dataset.data_dir=$HOME/data/cifar10
+
+One run at a time by default; --parallel=N runs N at once, and on a GPU machine each gets its own
+--gpus_per_run GPUs (CUDA_VISIBLE_DEVICES). Ctrl-C (or SIGTERM) reaches the runs too: each
+writes a checkpoint and stops, and the next invocation resumes them.
+"""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from alexnet_jax import run_folder
+from launch import sweep
+
+
+def status(workdir: str) -> str:
+  """'finished', 'resumes at step N' or 'new'."""
+  if not run_folder.is_run_folder(workdir):
+    return 'new'
+  run = run_folder.read_run(workdir)
+  if run.finished:
+    return 'finished'
+  return f'resumes at step {run.latest_step}' if run.latest_step is not None else 'new'
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  sweep.add_common_flags(parser)
+  parser.add_argument('--parallel', type=int, default=1, help='Runs at once.')
+  parser.add_argument('--gpus_per_run', type=int, default=0,
+                      help='GPUs given to each run (CUDA_VISIBLE_DEVICES); 0 leaves them alone.')
+  args = parser.parse_args(argv)
+  runs = sweep.expand(args.config, args.root, args.extra_flags)
+  todo = []
+  for run in runs:
+    state = status(run.workdir)
+    print(f'{run.name}: {state}', flush=True)
+    if state != 'finished':
+      todo.append(run)
+  if args.dry_run:
+    for run in todo:
+      print(' '.join(run.command))
+    return 0
+
+  def stop_runs(signal_number, unused_frame):
+    # Ctrl-C reaches every process of the terminal; a SIGTERM to this one is passed on.
+    for process, _, _ in running:
+      process.send_signal(signal_number)
+    raise KeyboardInterrupt
+
+  signal.signal(signal.SIGTERM, stop_runs)
+  slots = list(range(args.parallel))  # Free slots; slot i owns GPUs [i*k, (i+1)*k).
+  running: list[tuple[subprocess.Popen, sweep.Run, int]] = []
+  failed = []
+  try:
+    while todo or running:
+      while todo and slots:
+        run, slot = todo.pop(0), slots.pop(0)
+        env = dict(os.environ)
+        if args.gpus_per_run:
+          first = slot * args.gpus_per_run
+          env['CUDA_VISIBLE_DEVICES'] = ','.join(
+              str(first + i) for i in range(args.gpus_per_run))
+        os.makedirs(run.workdir, exist_ok=True)
+        log = open(os.path.join(run.workdir, 'log.txt'), 'a')
+        print(f'{run.name}: started (log in {log.name})', flush=True)
+        running.append((subprocess.Popen(run.command, cwd=sweep.REPO, env=env, stdout=log,
+                                         stderr=subprocess.STDOUT), run, slot))
+      time.sleep(1)
+      for process, run, slot in list(running):
+        if process.poll() is not None:
+          running.remove((process, run, slot))
+          slots.append(slot)
+          print(f'{run.name}: exited with {process.returncode}', flush=True)
+          if process.returncode != 0:
+            failed.append(run.name)
+  except KeyboardInterrupt:
+    print('Interrupted: waiting for the runs to write their checkpoints.', flush=True)
+    for process, _, _ in running:
+      process.wait()
+    return 130
+  if failed:
+    print(f'{len(failed)} of {len(runs)} runs failed: {", ".join(failed)}.', file=sys.stderr)
+    return 1
+  print(f'All {len(runs)} runs of {args.config} are finished under {args.root}.')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

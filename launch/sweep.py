@@ -1,0 +1,73 @@
+"""A config's sweep: its runs, each named after its overrides, and their command lines."""
+
+import dataclasses
+import importlib.util
+import os
+import re
+import sys
+from typing import Any
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  name: str
+  overrides: dict[str, Any]
+  workdir: str
+  command: list[str]  # Run from the repository root.
+
+
+def flag_value(value: Any) -> str:
+  """A config value as ml_collections parses it back from the command line."""
+  if isinstance(value, (tuple, list)):
+    return '(' + ','.join(flag_value(v) for v in value) + (',)' if len(value) == 1 else ')')
+  return str(value)
+
+
+def run_name(overrides: dict[str, Any]) -> str:
+  """'activation=tanh,learning_rate=0.001,seed=0': each key's last part, in the sweep's order."""
+  parts = [f'{key.rsplit(".", 1)[-1]}={flag_value(value)}' for key, value in overrides.items()]
+  return re.sub(r'[^A-Za-z0-9_.,=()+-]', '_', ','.join(parts)) or 'default'
+
+
+def load_sweep(config: str) -> list[dict[str, Any]]:
+  """The overrides of each run of `config` ('configs/NAME.py' or 'configs/NAME.py:VARIANT')."""
+  path, _, variant = config.partition(':')
+  if not os.path.isfile(path):
+    raise SystemExit(f'error: --config={config}: no such file {path!r}.')
+  if REPO not in sys.path:
+    sys.path.insert(0, REPO)  # The configs import each other as `configs.*`.
+  spec = importlib.util.spec_from_file_location(f'sweep_config_{os.getpid()}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, 'get_sweep'):
+    raise SystemExit(f'error: {path} defines no get_sweep().')
+  return module.get_sweep(variant) if variant else module.get_sweep()
+
+
+def expand(config: str, root: str, extra_flags: list[str],
+           python: str = sys.executable) -> list[Run]:
+  """The runs of `config`'s sweep under ROOT/<run name>, with `extra_flags` added to each."""
+  runs = []
+  for overrides in load_sweep(config):
+    name = run_name(overrides)
+    workdir = os.path.join(os.path.abspath(root), name)
+    command = [python, '-m', 'alexnet_jax.main', f'--config={config}', f'--workdir={workdir}',
+               *[f'--config.{key}={flag_value(value)}' for key, value in overrides.items()],
+               *extra_flags]
+    runs.append(Run(name, overrides, workdir, command))
+  names = [run.name for run in runs]
+  if len(set(names)) != len(names):
+    raise SystemExit(f'error: the sweep of {config} names two runs alike: {names}.')
+  return runs
+
+
+def add_common_flags(parser) -> None:
+  parser.add_argument('--config', required=True,
+                      help='configs/NAME.py or configs/NAME.py:VARIANT; its get_sweep() lists '
+                      'the runs.')
+  parser.add_argument('--root', required=True, help='Each run goes to ROOT/<run name>.')
+  parser.add_argument('--dry_run', action='store_true', help='Print what would run; run nothing.')
+  parser.add_argument('extra_flags', nargs='*',
+                      help='After --: flags added to every run, e.g. --config.dataset.data_dir=.')

@@ -1,0 +1,201 @@
+"""Claim configs and their sweeps, the launchers, and the report read back from checkpoints."""
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import matplotlib.image
+import pytest
+
+from alexnet_jax import checkpoints, claims, plots, run_folder, validation
+from alexnet_jax.run_folder import Run
+from launch import local, slurm, sweep
+from tests.test_train import REPO, read_metrics
+
+CONFIGS = {  # config: (variants, runs in its sweep)
+    'default': (('imagenet', 'imagenette'), 1),
+    'relu_vs_tanh': ((None,), 12),
+    'lrn': (('imagenet', 'imagenette', 'cifar10'), 4),
+    'overlapping_pooling': (('imagenet', 'imagenette'), 4),
+    'pca_lighting': (('imagenet', 'imagenette'), 4),
+    'dropout': (('imagenet', 'cifar10'), 4),
+    'towers': (('imagenet', 'imagenette'), 4),
+}
+
+
+@pytest.mark.parametrize('name', sorted(CONFIGS))
+def test_every_config_loads_and_its_sweep_expands(name):
+  variants, num_runs = CONFIGS[name]
+  module = __import__(f'configs.{name}', fromlist=['get_config'])
+  for variant in variants:
+    config = module.get_config(variant) if variant else module.get_config()
+    validation.validate_config(config)
+    assert config.experiment == name
+    path = f'configs/{name}.py' + (f':{variant}' if variant else '')
+    runs = sweep.expand(os.path.join(REPO, path), '/sweeps', ['--config.x=1'])
+    assert len(runs) == num_runs and len({r.name for r in runs}) == num_runs
+    for run in runs:
+      assert run.workdir == f'/sweeps/{run.name}'
+      assert run.command[-1] == '--config.x=1'
+      assert all(f'--config.{k}={sweep.flag_value(v)}' in run.command
+                 for k, v in run.overrides.items())
+      assert 'seed=' in run.name
+
+
+def test_run_names_and_flag_values():
+  assert sweep.run_name({'model.activation': 'tanh', 'learning_rate': 0.001, 'seed': 0}) == \
+      'activation=tanh,learning_rate=0.001,seed=0'
+  assert sweep.flag_value((8, 8, 16)) == '(8,8,16)' and sweep.flag_value((4,)) == '(4,)'
+
+
+TINY_SWEEP = '''
+from configs import relu_vs_tanh
+
+def get_config():
+  config = relu_vs_tanh.get_config()
+  config.dataset.name = 'synthetic'
+  config.dataset.synthetic_train_examples = 8000
+  config.dataset.synthetic_eval_examples = 50
+  config.model.conv_features = (8, 8, 16)
+  config.batch_size = 16
+  config.eval_batch_size = 50
+  config.num_epochs = 1
+  config.stop_at_train_error = 0.0
+  config.log_every_steps = 10
+  config.mesh.data = 1
+  return config
+
+def get_sweep():
+  return [{'seed': 0}, {'seed': 1}]
+'''
+
+
+def test_local_sweep_runs_resumes_and_skips(tmp_path):
+  config = tmp_path / 'tiny_sweep.py'
+  config.write_text(TINY_SWEEP)
+  root = tmp_path / 'sweep'
+  first, second = sweep.expand(str(config), str(root), [])
+  # Interrupt the first run part-way, as a preemption would.
+  process = subprocess.Popen(first.command, cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 240
+  while not os.path.exists(os.path.join(first.workdir, 'metrics.jsonl')) or \
+      not read_metrics(first.workdir):
+    assert time.time() < deadline and process.poll() is None
+    time.sleep(0.05)
+  process.send_signal(signal.SIGTERM)
+  process.communicate(timeout=120)
+  assert process.returncode == 128 + signal.SIGTERM
+  stopped_at = run_folder.read_run(first.workdir).latest_step
+  assert 0 < stopped_at < 500
+  assert local.status(first.workdir) == f'resumes at step {stopped_at}'
+  assert local.status(second.workdir) == 'new'
+
+  assert local.main([f'--config={config}', f'--root={root}']) == 0
+  log = open(os.path.join(first.workdir, 'log.txt')).read()
+  assert f'Resumed from the checkpoint at step {stopped_at}' in log
+  for run in (first, second):
+    assert run_folder.read_run(run.workdir).finished
+    assert run_folder.read_run(run.workdir).latest_step == 500
+  modified = [os.path.getmtime(os.path.join(r.workdir, 'metrics.jsonl')) for r in (first, second)]
+  result = subprocess.run([sys.executable, '-m', 'launch.local', f'--config={config}',
+                           f'--root={root}'], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+  assert result.returncode == 0
+  assert 'seed=0: finished' in result.stdout and 'seed=1: finished' in result.stdout
+  assert 'started' not in result.stdout
+  assert modified == [os.path.getmtime(os.path.join(r.workdir, 'metrics.jsonl'))
+                      for r in (first, second)]
+
+  # The report reads both runs back; plant known metrics in a checkpoint of the second.
+  manager = checkpoints.create_manager(second.workdir)
+  state = checkpoints.restore_on_host(manager, 500)
+  planted = {'epoch': 1.0, 'eval_top1_error': 0.1234, 'eval_top5_error': 0.0123,
+             'finished': True, checkpoints.HISTORY: {
+                 'epoch': [1], 'train_epoch_error': [0.2345], 'eval_top1_error': [0.1234]}}
+  checkpoints.save(manager, 501, state, planted)
+  manager.wait_until_finished()
+  manager.close()
+  result = subprocess.run([sys.executable, '-m', 'alexnet_jax.report', str(root),
+                           '--format=csv', f'--plot={tmp_path / "plots"}'], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  runs_table = result.stdout.split('\n\n')[0]
+  rows = {row['run']: row for row in csv.DictReader(io.StringIO(runs_table))}
+  assert sorted(rows) == ['sweep/seed=0', 'sweep/seed=1']
+  planted_row = rows['sweep/seed=1']
+  assert (planted_row['epochs'], planted_row['train error %'], planted_row['top-1 final %'],
+          planted_row['top-5 final %'], planted_row['epochs to 25% train error']) == \
+      ('1', '23.45', '12.34', '1.23', '1')
+  assert planted_row['overrides'] == 'seed=1' or 'seed=1' in planted_row['overrides']
+  curves = matplotlib.image.imread(str(tmp_path / 'plots' / 'curves_relu_vs_tanh_synthetic.png'))
+  assert curves.shape[:2] == (450, 700)
+  kernels = matplotlib.image.imread(str(tmp_path / 'plots' / 'conv1_seed=0.png'))
+  assert kernels.shape[:2] == (7 * plots.KERNEL_SCALE, 49 * plots.KERNEL_SCALE)
+
+
+def test_slurm_script_for_a_three_run_sweep(tmp_path):
+  config = tmp_path / 'three.py'
+  config.write_text(TINY_SWEEP.replace("[{'seed': 0}, {'seed': 1}]",
+                                       "[{'seed': 0}, {'seed': 1}, {'seed': 2}]"))
+  runs = sweep.expand(str(config), str(tmp_path / 'root'), ['--config.dataset.data_dir=/d'])
+  script = slurm.sbatch_script(runs, job_name='three', nodes=1, gpus_per_node=1,
+                               cpus_per_task=8, time_limit='01:00:00', partition='',
+                               log_dir=str(tmp_path))
+  assert '#SBATCH --array=0-2' in script and '#SBATCH --requeue' in script
+  for i, run in enumerate(runs):
+    assert f'  {i}) command=' in script and f'--workdir={run.workdir}' in script
+  path = tmp_path / 'three.sbatch'
+  path.write_text(script)
+  assert subprocess.run(['bash', '-n', str(path)], capture_output=True).returncode == 0
+  dry = subprocess.run([sys.executable, '-m', 'launch.slurm', f'--config={config}',
+                        f'--root={tmp_path / "root"}', '--dry_run'], cwd=REPO,
+                       capture_output=True, text=True, timeout=60)
+  assert dry.returncode == 0 and dry.stdout.startswith('#!/bin/bash')
+
+
+def test_report_on_nothing_says_so_in_one_line(tmp_path):
+  empty = subprocess.run([sys.executable, '-m', 'alexnet_jax.report', str(tmp_path)], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+  assert empty.returncode == 1
+  assert f'{tmp_path}: no runs here' in empty.stderr
+  (tmp_path / 'run').mkdir()
+  (tmp_path / 'run' / 'config.json').write_text('{"experiment": "lrn"}')
+  assert 'no checkpoint yet' in subprocess.run(
+      [sys.executable, '-m', 'alexnet_jax.report', str(tmp_path)], cwd=REPO,
+      capture_output=True, text=True, timeout=60).stderr
+
+
+def fake_run(activation='relu', lr=0.001, seed=0, train_errors=(), **config):
+  epochs = list(range(1, len(train_errors) + 1))
+  history = {'epoch': epochs, 'train_epoch_error': list(train_errors)}
+  latest = {'finished': True, checkpoints.HISTORY: history, **config.pop('metrics', {})}
+  return Run('/r', {'model': {'activation': activation, **config.pop('model', {})},
+                    'learning_rate': lr, 'seed': seed, **config}, 1, latest, latest)
+
+
+def test_claim_c1_takes_each_activation_at_its_best_learning_rate():
+  runs = [fake_run('relu', 0.001, s, (0.5, 0.3, 0.2)) for s in (0, 1)]  # 3 epochs.
+  runs += [fake_run('relu', 0.01, 0, (0.9,) * 5)]  # Never: not the best rate.
+  runs += [fake_run('tanh', 0.001, s, (0.5,) * 14 + (0.24,)) for s in (0, 1)]  # 15 epochs.
+  verdict = claims.judge_relu_vs_tanh(runs)
+  assert verdict.ours.startswith('ratio 5.0 ± 0.0; ReLU (lr 0.001) 3.0 epochs, tanh (lr 0.001)')
+  assert verdict.verdict == 'reproduced'
+  assert claims.judge_relu_vs_tanh(runs[:2]).verdict == claims.NOT_RUN
+
+
+def test_comparison_claims_need_the_gain_in_every_seed():
+  def run(lrn, seed, top1):
+    return fake_run(seed=seed, model={'lrn': lrn},
+                    metrics={'eval_top1_error': top1, 'eval_top5_error': top1 / 2})
+  judge = claims.comparison('model.lrn', True, False)
+  verdict = judge([run(True, 0, 0.11), run(False, 0, 0.13), run(True, 1, 0.12),
+                   run(False, 1, 0.13)])
+  assert verdict.verdict == 'reproduced' and verdict.ours.startswith('top-1 1.50 ± 0.71%')
+  assert judge([run(True, 0, 0.11), run(False, 0, 0.13), run(True, 1, 0.14),
+                run(False, 1, 0.13)]).verdict == 'not reproduced'
+  assert judge([]).verdict == claims.NOT_RUN
