@@ -1,0 +1,146 @@
+r"""Images/s of one full training step, JAX (this project's step) beside PyTorch, same networks.
+
+  pip install -r requirements-bench.txt
+  python benchmarks/train_step.py [--networks=alexnet,cifar] [--batch_size=128] [--steps=5]
+
+(a) The paper's AlexNet, two towers, 227x227; (b) the Figure-1 CIFAR-10 net, 32x32. Float32,
+forward + backward + the SGD update, after two warm-up steps, the median of --steps. JAX runs
+`train.make_steps` (the real shard_mapped step) on one device; PyTorch runs the same layers
+(grouped convolutions for the towers, LRN with the paper's constants, 3/2 max pooling, dropout
+0.5) with torch.optim.SGD (momentum 0.9, weight decay 5e-4), on as many threads as cores.
+GFLOP/s uses XLA's count of the step's floating-point operations for both.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from alexnet_jax import models, parallel, train
+from configs import default, relu_vs_tanh
+
+NETWORKS = {'alexnet': default.get_config, 'cifar': relu_vs_tanh.get_config}
+
+
+def peak_gflops() -> tuple[float, str]:
+  """float32 FMA peak of this machine's cores, from /proc/cpuinfo (x86: AVX-512 or AVX2)."""
+  try:
+    info = open('/proc/cpuinfo').read()
+  except OSError:
+    return float('nan'), 'unknown CPU'
+  model = next((l.split(':', 1)[1].strip() for l in info.splitlines()
+                if l.startswith('model name')), 'unknown CPU')
+  mhz = max(float(l.split(':', 1)[1]) for l in info.splitlines() if l.startswith('cpu MHz'))
+  flops_per_cycle = 64 if ' avx512f' in info else 32  # Two FMA units x 16 or 8 float32 lanes.
+  return os.cpu_count() * mhz / 1000 * flops_per_cycle, model
+
+
+def time_steps(step, steps: int) -> float:
+  for _ in range(2):
+    step()
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    step()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def jax_step(name: str, batch_size: int):
+  """(a zero-argument step, its FLOPs) for the JAX network `name`."""
+  config = NETWORKS[name]()
+  config.batch_size = batch_size
+  size, num_classes = config.dataset.crop_size, 1000 if name == 'alexnet' else 10
+  mesh = parallel.create_mesh(1, 1)
+  state, specs = train.create_train_state(config, models.create_model(config.model, num_classes),
+                                          (size, size, 3), mesh)
+  model = models.create_model(config.model, num_classes, data_axis=parallel.DATA_AXIS,
+                              model_axis=parallel.MODEL_AXIS)
+  train_fn, _ = train.make_steps(config, model, mesh, specs, steps_per_epoch=1000)
+  rng = np.random.default_rng(0)
+  batch = train.global_batch(
+      {'image': rng.normal(0, 50, (batch_size, size, size, 3)).astype(np.float32),
+       'label': rng.integers(0, num_classes, batch_size).astype(np.int32)}, mesh)
+  with jax.set_mesh(mesh):
+    cost = train_fn.lower(state, batch).compile().cost_analysis()
+  flops = float((cost[0] if isinstance(cost, list) else cost).get('flops', float('nan')))
+  holder = [state]
+
+  def step():
+    with jax.set_mesh(mesh):
+      holder[0], metrics = train_fn(holder[0], batch)
+      jax.block_until_ready(metrics)
+
+  return step, flops
+
+
+def torch_step(name: str, batch_size: int):
+  import torch  # pylint: disable=g-import-not-at-top
+  from torch import nn  # pylint: disable=g-import-not-at-top
+
+  torch.set_num_threads(os.cpu_count())
+  config = NETWORKS[name]().model
+  lrn = nn.LocalResponseNorm(config.lrn_n, alpha=config.lrn_alpha * config.lrn_n,
+                             beta=config.lrn_beta, k=config.lrn_k)  # torch divides alpha by n.
+  if name == 'alexnet':
+    c1, c2, c3, c4, c5 = config.conv_features
+    f6, f7 = config.fc_features
+    size, num_classes = 227, 1000
+    net = nn.Sequential(
+        nn.Conv2d(3, c1, 11, 4), nn.ReLU(), lrn, nn.MaxPool2d(3, 2),
+        nn.Conv2d(c1, c2, 5, padding=2, groups=2), nn.ReLU(), lrn, nn.MaxPool2d(3, 2),
+        nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(c3, c4, 3, padding=1, groups=2), nn.ReLU(),
+        nn.Conv2d(c4, c5, 3, padding=1, groups=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+        nn.Flatten(), nn.Linear(c5 * 6 * 6, f6), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(f6, f7), nn.ReLU(), nn.Dropout(0.5), nn.Linear(f7, num_classes))
+  else:
+    c1, c2, c3 = config.conv_features
+    size, num_classes = 32, 10
+    net = nn.Sequential(
+        nn.Conv2d(3, c1, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2, padding=1),
+        nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2, padding=1),
+        nn.Conv2d(c2, c3, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2, padding=1),
+        nn.Flatten(), nn.Linear(c3 * 4 * 4, num_classes))
+  optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+  images = torch.randn(batch_size, 3, size, size) * 50
+  labels = torch.randint(0, num_classes, (batch_size,))
+
+  def step():
+    optimizer.zero_grad(set_to_none=True)
+    loss = nn.functional.cross_entropy(net(images), labels)
+    loss.backward()
+    optimizer.step()
+
+  return step, torch.__version__
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser()
+  parser.add_argument('--networks', default='alexnet,cifar')
+  parser.add_argument('--batch_size', type=int, default=128)
+  parser.add_argument('--steps', type=int, default=5)
+  args = parser.parse_args()
+  peak, cpu = peak_gflops()
+  print(f'{cpu}, {os.cpu_count()} cores, float32 peak ~{peak:.0f} GFLOP/s; jax '
+        f'{jax.__version__}; batch {args.batch_size}, median of {args.steps} steps\n')
+  print('| network | JAX images/s | PyTorch images/s | JAX / PyTorch | JAX GFLOP/s | '
+        'PyTorch GFLOP/s |\n|---|---|---|---|---|---|')
+  for name in args.networks.split(','):
+    step, flops = jax_step(name, args.batch_size)
+    jax_seconds = time_steps(step, args.steps)
+    step, torch_version = torch_step(name, args.batch_size)
+    torch_seconds = time_steps(step, args.steps)
+    print(f'| {name} | {args.batch_size / jax_seconds:.1f} | {args.batch_size / torch_seconds:.1f} '
+          f'(torch {torch_version}) | {torch_seconds / jax_seconds:.2f} | '
+          f'{flops / jax_seconds / 1e9:.1f} | {flops / torch_seconds / 1e9:.1f} |', flush=True)
+
+
+if __name__ == '__main__':
+  main()
