@@ -328,8 +328,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # One entry per epoch, kept in every checkpoint's metrics: the run's curves travel with it.
   history: dict[str, list[Any]] = last_metrics.pop(checkpoints.HISTORY, {})
   # Finished for this config: a run given more epochs, or a lower target, goes on.
-  last_metrics[run_folder.FINISHED] = int(state.step) >= total_steps or (
-      int(state.step) % steps_per_epoch == 0 and
+  step = int(state.step)
+  last_metrics[run_folder.FINISHED] = step >= total_steps or (
+      step % steps_per_epoch == 0 and
       reached_train_error(config, (history.get('train_epoch_error') or [None])[-1]))
   if restored is not None:
     logging.info('Resumed from the checkpoint at step %d (epoch %.2f)%s.', restored_step,
@@ -342,7 +343,6 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   model = models.create_model(config.model, source.num_classes, data_axis=parallel.DATA_AXIS,
                               model_axis=parallel.MODEL_AXIS)
   train_fn, eval_fn = make_steps(config, model, mesh, specs, steps_per_epoch)
-  step = int(state.step)
   writer = MetricsWriter(workdir, is_chief, start_step=step)
   local_eval_batch = config.eval_batch_size // process_count
   cache = input_pipeline.training_cache(source, config.dataset)
@@ -350,9 +350,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                              process_count=process_count)
   unchecked: list[tuple[int, dict[str, jax.Array]]] = []  # Steps whose metrics are on device.
 
-  def save():
-    check_finite(unchecked)  # Nothing non-finite reaches a checkpoint.
+  def check_unchecked():
+    check_finite(unchecked)
     unchecked.clear()
+
+  def save():
+    check_unchecked()  # Nothing non-finite reaches a checkpoint.
     if manager.latest_step() != step:  # Stopped right after a resume: it is saved already.
       checkpoints.save(manager, step, state, {**last_metrics, checkpoints.HISTORY: history})
     triggers.saved()
@@ -375,8 +378,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           unchecked.append((step, metrics))
           end_of_epoch = step % steps_per_epoch == 0
           if step % config.log_every_steps == 0 or end_of_epoch:
-            check_finite(unchecked)
-            unchecked.clear()
+            check_unchecked()
             elapsed = time.time() - log_start
             steps_per_sec = (step - log_step) / max(elapsed, 1e-9)
             sums = jax.device_get(state.epoch_sums)

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from alexnet_jax import checkpoints, models, parallel, train
+from alexnet_jax import models, parallel, train
 from configs import default
+from tests.test_train import latest_params
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MESHES = [(1, 1), (2, 1), (1, 2), (4, 2), (8, 1)]
@@ -195,12 +196,6 @@ def _run_main(workdir, num_devices, extra_flags=(), wait=True):
   return process.communicate(timeout=300)[0] if wait else process
 
 
-def _final_params(workdir):
-  manager = checkpoints.create_manager(workdir, read_only=True)
-  step = manager.latest_step()
-  return step, checkpoints.restore_on_host(manager, step)['params']
-
-
 def test_two_processes_match_one_process(tmp_path):
   """Two processes of 2 CPU devices each (gloo), a (2, 2) mesh across them, 3 steps."""
   with socket.socket() as s:
@@ -216,8 +211,8 @@ def test_two_processes_match_one_process(tmp_path):
   assert "Mesh {'data': 2, 'model': 2} over 4 devices (2 processes)" in logs[0]
   one_log = _run_main(tmp_path / 'one', 4)
   assert "Mesh {'data': 2, 'model': 2} over 4 devices (1 processes)" in one_log, one_log[-3000:]
-  (step_two, two), (step_one, one) = (_final_params(tmp_path / 'two'),
-                                      _final_params(tmp_path / 'one'))
+  (step_two, two), (step_one, one) = (latest_params(tmp_path / 'two'),
+                                      latest_params(tmp_path / 'one'))
   assert step_two == step_one == 3
   for a, b in zip(jax.tree.leaves(two), jax.tree.leaves(one)):
     assert_close(a, b)
