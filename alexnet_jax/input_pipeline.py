@@ -15,10 +15,12 @@ import os
 from typing import Any, Iterator
 
 import ml_collections
+import jax.numpy as jnp
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from alexnet_jax import dataset_stats
 from alexnet_jax.errors import UserInputError
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
@@ -115,7 +117,8 @@ def _image_folder(config: ml_collections.ConfigDict, process_index: int,
     local = slice(process_index, None, process_count) if process_sharded else slice(None)
     examples = tf.data.Dataset.from_tensor_slices(
         {'image': paths[local], 'label': np.asarray(labels[local], np.int32)})
-    examples = examples.map(lambda x: {'image': tf.io.read_file(x['image']), 'label': x['label']})
+    examples = examples.map(lambda x: {'image': tf.io.read_file(x['image']), 'label': x['label']},
+                            num_parallel_calls=tf.data.AUTOTUNE)
     return Split(examples, len(paths[local]), len(paths), decoded=False,
                  process_sharded=process_sharded)
 
@@ -197,23 +200,64 @@ def create_source(config: ml_collections.ConfigDict, process_index: int = 0,
 # ----------------------------------------------------------------------------- preprocessing
 
 
+def resize(image: tf.Tensor, size: Any, *, antialias: bool = True) -> tf.Tensor:
+  """Bilinear (antialiased when shrinking, unless asked not to), rounded back to uint8."""
+  image = tf.image.resize(image, size, method='bilinear', antialias=antialias)
+  return tf.cast(image + 0.5, tf.uint8)  # Its weights are positive: no value leaves [0, 255].
+
+
 def decode_and_resize(image: tf.Tensor, image_size: int, decoded: bool) -> tf.Tensor:
-  """Decode, rescale the shorter side to `image_size`, keep the central square (Sec. 2)."""
+  """Decode, rescale the shorter side to `image_size`, keep the central square (Sec. 2): uint8."""
   if not decoded:
     image = tf.io.decode_image(image, channels=3, expand_animations=False)
   shape = tf.shape(image)
   height, width = shape[0], shape[1]
-
-  def resize():
-    scale = tf.cast(image_size, tf.float32) / tf.cast(tf.minimum(height, width), tf.float32)
-    new_size = tf.cast(tf.math.ceil(tf.cast([height, width], tf.float32) * scale), tf.int32)
-    new_size = tf.maximum(new_size, image_size)
-    resized = tf.image.resize(image, new_size, method='bilinear', antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
-
-  image = tf.cond(tf.minimum(height, width) == image_size, lambda: image, resize)
+  scale = tf.cast(image_size, tf.float32) / tf.cast(tf.minimum(height, width), tf.float32)
+  new_size = tf.cast(tf.math.ceil(tf.cast([height, width], tf.float32) * scale), tf.int32)
+  image = resize(image, tf.maximum(new_size, image_size))
   image = tf.image.resize_with_crop_or_pad(image, image_size, image_size)
   return tf.ensure_shape(image, [image_size, image_size, 3])
+
+
+def crop_offset(seed: tf.Tensor, *, image_size: int, crop_size: int,
+                random_crop: bool) -> tf.Tensor:
+  """[top, left] of a crop of the image_size square: uniform at random, or the centre."""
+  if random_crop:
+    return tf.random.stateless_uniform([2], seed, 0, image_size - crop_size + 1, tf.int32)
+  return tf.fill([2], (image_size - crop_size) // 2)
+
+
+def crop(image: tf.Tensor, offset: tf.Tensor, crop_size: int) -> tf.Tensor:
+  return tf.slice(image, tf.concat([offset, [0]], 0), [crop_size, crop_size, 3])
+
+
+def decode_and_crop(encoded: tf.Tensor, offset: tf.Tensor, *, image_size: int, crop_size: int,
+                    antialias: bool = False) -> tf.Tensor:
+  """The crop at `offset` of the image's central `image_size` square (`decode_and_resize`).
+
+  A JPEG is decoded only inside the window that becomes the crop, which is then resized to
+  `crop_size`: the same pixels up to rounding the window to whole source pixels, at a fraction
+  of the cost of decoding and resizing the whole image. Other formats take the long way.
+  """
+
+  def from_jpeg():
+    shape = tf.image.extract_jpeg_shape(encoded)
+    height, width = shape[0], shape[1]
+    side = tf.minimum(height, width)
+    scale = tf.cast(side, tf.float32) / image_size
+    window = tf.maximum(1, tf.cast(tf.round(crop_size * scale), tf.int32))
+    top_left = tf.cast(tf.round(tf.cast(offset, tf.float32) * scale), tf.int32) + \
+        (tf.stack([height, width]) - side) // 2
+    top_left = tf.minimum(top_left, tf.stack([height, width]) - window)
+    image = tf.image.decode_and_crop_jpeg(
+        encoded, tf.concat([top_left, [window, window]], 0), channels=3)
+    return resize(image, [crop_size, crop_size], antialias=antialias)
+
+  def other():
+    return crop(decode_and_resize(encoded, image_size, decoded=False), offset, crop_size)
+
+  image = tf.cond(tf.io.is_jpeg(encoded), from_jpeg, other)
+  return tf.ensure_shape(image, [crop_size, crop_size, 3])
 
 
 def lighting_noise(seed: tf.Tensor, *, std: float, eigenvalues: tf.Tensor,
@@ -225,23 +269,65 @@ def lighting_noise(seed: tf.Tensor, *, std: float, eigenvalues: tf.Tensor,
   return 255.0 * tf.linalg.matvec(eigenvectors, alphas * eigenvalues)
 
 
-def augment_and_normalize(image: tf.Tensor, seed: tf.Tensor, *, crop_size: int,
-                          random_crop: bool, random_flip: bool, mean_rgb: tf.Tensor,
-                          lighting: dict[str, Any] | None = None) -> tf.Tensor:
-  """Random (or central) crop, random reflection, float32 minus the mean, and PCA lighting
-  noise when `lighting` gives its std, eigenvalues and eigenvectors (Sec. 4.1)."""
+@dataclasses.dataclass(frozen=True)
+class Normalization:
+  """What preprocessing subtracts (Sec. 2) and adds (Sec. 4.1), as tensors."""
+  mean: tf.Tensor  # [3] (mean RGB) or [image_size, image_size, 3] (mean image), 0-255 scale.
+  lighting: dict[str, Any] | None  # lighting_noise's arguments; None: no PCA lighting.
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> 'Normalization':
+    stats = dataset_stats.for_config(config)
+    mean = stats.mean_image if stats.mean_image is not None else stats.mean_rgb
+    lighting = None if not config.pca_lighting else {
+        'std': config.pca_std,
+        'eigenvalues': tf.constant(stats.eigenvalues, tf.float32),
+        'eigenvectors': tf.constant(stats.eigenvectors, tf.float32)}
+    return cls(tf.constant(mean, tf.float32), lighting)
+
+  def mean_at(self, offset: tf.Tensor, crop_size: int) -> tf.Tensor:
+    """The mean under a crop at `offset` of the image_size square."""
+    return self.mean if self.mean.shape.rank == 1 else crop(self.mean, offset, crop_size)
+
+
+def augment(image: tf.Tensor, seed: tf.Tensor, *, how: str, image_size: int, crop_size: int,
+            random_crop: bool, random_flip: bool, normalization: Normalization,
+            antialias: bool = False) -> dict[str, tf.Tensor]:
+  """A training example (Sec. 4.1) as three tensors, which `training_images` combines on the
+  device, where it fuses into the first layer instead of taking passes over the pixels here:
+  'image', a random (or the central) crop of the image_size square, uint8; 'shift', minus the
+  mean plus the PCA lighting noise, [3] ([crop, crop, 3] with a mean image); 'flip', whether the
+  result is reflected.
+
+  `how` says what `image` is: 'encoded' (a file's bytes), 'decoded' (uint8 of any size) or
+  'square' (the uint8 image_size square, as `decode_and_resize` makes it).
+  """
   crop_seed, flip_seed, lighting_seed = tf.unstack(
       tf.random.experimental.stateless_split(seed, 3))
-  if random_crop:
-    image = tf.image.stateless_random_crop(image, [crop_size, crop_size, 3], crop_seed)
+  offset = crop_offset(crop_seed, image_size=image_size, crop_size=crop_size,
+                       random_crop=random_crop)
+  if how == 'encoded':
+    image = decode_and_crop(image, offset, image_size=image_size, crop_size=crop_size,
+                            antialias=antialias)
   else:
-    image = tf.image.resize_with_crop_or_pad(image, crop_size, crop_size)
-  if random_flip:
-    image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-  image = tf.cast(image, tf.float32) - mean_rgb
-  if lighting is not None:
-    image += lighting_noise(lighting_seed, **lighting)
-  return image
+    if how == 'decoded':
+      image = decode_and_resize(image, image_size, decoded=True)
+    image = crop(image, offset, crop_size)
+  shift = -normalization.mean_at(offset, crop_size)
+  if normalization.lighting is not None:
+    shift += lighting_noise(lighting_seed, **normalization.lighting)
+  flip = tf.constant(random_flip) & (tf.random.stateless_uniform([], flip_seed) < 0.5)
+  return {'image': image, 'shift': shift, 'flip': flip}
+
+
+def ten_crops(image: tf.Tensor, crop_size: int) -> tf.Tensor:
+  """The four corner crops, the centre crop and their reflections (Sec. 4.1), in that order:
+  [10, crop_size, crop_size, channels]; index 4 is the centre crop."""
+  last = image.shape[0] - crop_size
+  middle = last // 2
+  offsets = ((0, 0), (0, last), (last, 0), (last, last), (middle, middle))
+  crops = tf.stack([image[y:y + crop_size, x:x + crop_size] for y, x in offsets])
+  return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
 
 
 # --------------------------------------------------------------------------------- pipelines
@@ -274,7 +360,8 @@ def train_epoch(source: Source, config: ml_collections.ConfigDict, *, global_bat
                 seed: int, epoch: int, num_batches: int, skip_batches: int = 0,
                 process_index: int = 0, process_count: int = 1,
                 cached: tf.data.Dataset | None = None) -> Iterator[dict[str, np.ndarray]]:
-  """This process's rows of batches `skip_batches` to `num_batches` of one epoch.
+  """This process's rows of batches `skip_batches` to `num_batches` of one epoch: 'image',
+  'shift' and 'flip' (`augment`, which `training_images` combines) and 'label'.
 
   The order and the crops depend only on (seed, epoch), so `skip_batches` resumes mid-epoch.
   `cached` is the decoded training set kept in memory across epochs (`training_cache`).
@@ -285,7 +372,7 @@ def train_epoch(source: Source, config: ml_collections.ConfigDict, *, global_bat
   # Without a cache this shuffles file names (or TFDS records) before anything is decoded.
   examples = examples.shuffle(config.shuffle_buffer, seed=epoch_seed,
                               reshuffle_each_iteration=False).enumerate()
-  if source.train.process_sharded:
+  if source.train.process_sharded or process_count == 1:
     examples = examples.skip(skip_batches * local_batch_size)
   else:  # This process's rows of each global batch, before decoding.
     first = process_index * local_batch_size
@@ -293,21 +380,16 @@ def train_epoch(source: Source, config: ml_collections.ConfigDict, *, global_bat
         .batch(global_batch_size, drop_remainder=True) \
         .map(lambda index, x: rows((index, x), first, local_batch_size)) \
         .unbatch()
-  mean_rgb = tf.constant(config.mean_rgb, tf.float32)
-  lighting = None if not config.pca_lighting else {
-      'std': config.pca_std,
-      'eigenvalues': tf.constant(config.pca_eigenvalues, tf.float32),
-      'eigenvectors': tf.constant(config.pca_eigenvectors, tf.float32)}
+  normalization = Normalization.from_config(config)
+  how = 'square' if cached is not None else 'decoded' if source.train.decoded else 'encoded'
 
   def preprocess(index, x):
-    image = x['image'] if cached is not None else decode_and_resize(
-        x['image'], config.image_size, source.train.decoded)
     seed_pair = tf.stack([tf.constant(epoch_seed, tf.int64), index])
-    image = augment_and_normalize(image, seed_pair, crop_size=config.crop_size,
-                                  random_crop=config.random_crop,
-                                  random_flip=config.random_flip, mean_rgb=mean_rgb,
-                                  lighting=lighting)
-    return {'image': image, 'label': x['label']}
+    example = augment(x['image'], seed_pair, how=how, image_size=config.image_size,
+                      crop_size=config.crop_size, random_crop=config.random_crop,
+                      random_flip=config.random_flip, normalization=normalization,
+                      antialias=config.antialias_training_crops)
+    return {**example, 'label': x['label']}
 
   examples = _without_undecodable(examples.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE),
                                   config)
@@ -332,24 +414,49 @@ def num_eval_batches(num_global: int, process_count: int, batch_size: int) -> in
   return math.ceil(math.ceil(num_global / process_count) / batch_size)
 
 
+def training_images(batch: dict[str, Any]) -> Any:
+  """A training batch's images as the network sees them (`augment`): float32 crops plus their
+  shifts, reflected where 'flip'. NumPy or JAX arrays; in the step, one fused pass."""
+  xp = np if isinstance(batch['image'], np.ndarray) else jnp
+  shift = batch['shift']
+  if shift.ndim == 2:  # One RGB shift per example.
+    shift = shift[:, None, None, :]
+  images = batch['image'].astype(xp.float32) + shift
+  return xp.where(batch['flip'][:, None, None, None], images[:, :, ::-1], images)
+
+
 def eval_batches(source: Source, config: ml_collections.ConfigDict, *, batch_size: int,
                  process_count: int = 1) -> tf.data.Dataset:
-  """Every evaluation example once, centre-cropped, padded with mask=0 to whole batches."""
-  mean_rgb = tf.constant(config.mean_rgb, tf.float32)
-  examples = _decoded(source.eval, config).map(
-      lambda x: {'image': tf.cast(tf.image.resize_with_crop_or_pad(
-          x['image'], config.crop_size, config.crop_size), tf.float32) - mean_rgb,
-                 'label': x['label'], 'mask': tf.constant(1.0)},
-      num_parallel_calls=tf.data.AUTOTUNE)
+  """Every evaluation example once, padded with mask=0 to whole batches: its centre crop
+  [crop, crop, 3], or with `config.ten_crop_eval` its ten crops [10, crop, crop, 3] (`ten_crops`),
+  minus the mean."""
+  normalization = Normalization.from_config(config)
+  examples = _decoded(source.eval, config)
+  if config.cache:
+    examples = examples.cache()
+  centre = tf.fill([2], (config.image_size - config.crop_size) // 2)
+
+  def crops(x):
+    image = tf.cast(x['image'], tf.float32) - normalization.mean
+    image = ten_crops(image, config.crop_size) if config.ten_crop_eval else \
+        crop(image, centre, config.crop_size)
+    return {'image': image, 'label': x['label'], 'mask': tf.constant(1.0)}
+
+  examples = examples.map(crops, num_parallel_calls=tf.data.AUTOTUNE)
   num_batches = num_eval_batches(source.eval.num_global, process_count, batch_size)
   padding = tf.data.Dataset.from_tensors(
-      {'image': tf.zeros([config.crop_size, config.crop_size, 3]),
+      {'image': tf.zeros(examples.element_spec['image'].shape),
        'label': tf.constant(0, tf.int32), 'mask': tf.constant(0.0)}).repeat()
   # As many batches on every process, however many images failed to decode.
   examples = examples.concatenate(padding).take(num_batches * batch_size)
-  if config.cache:
-    examples = examples.cache()
   return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def decoded_batches(split: Split, config: ml_collections.ConfigDict,
+                    batch_size: int) -> Iterator[np.ndarray]:
+  """The split's images once, as `decode_and_resize` makes them: uint8 [batch, size, size, 3]."""
+  images = _decoded(split, config).map(lambda x: x['image'])
+  return images.batch(batch_size).prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
 
 
 def hide_accelerators_from_tensorflow() -> None:

@@ -17,6 +17,7 @@ import sys
 from typing import Any, Sequence
 
 from absl import app
+from absl import logging as absl_logging
 from absl import flags
 
 from alexnet_jax import claims
@@ -141,6 +142,7 @@ def main(argv: list[str]) -> None:
   roots = argv[1:]
   if not roots:
     raise app.UsageError('Give at least one ROOT: a run folder or a folder above run folders.')
+  absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax narrates every checkpoint it reads.
   runs, unreadable = [], []
   for root in roots:
     folders = run_folder.find_runs(root) if os.path.isdir(root) else []

@@ -32,7 +32,7 @@ from alexnet_jax.errors import Interrupted, NonFiniteError, UserInputError
 BOTH_AXES = (parallel.DATA_AXIS, parallel.MODEL_AXIS)
 # The per-epoch curves kept in each checkpoint's metrics (checkpoints.HISTORY).
 HISTORY_KEYS = ('epoch', 'train_epoch_loss', 'train_epoch_error', 'eval_loss', 'eval_top1_error',
-                'eval_top5_error')
+                'eval_top5_error', 'eval_10crop_top1_error', 'eval_10crop_top5_error')
 
 
 @flax.struct.dataclass
@@ -119,6 +119,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: Any, tx
                learning_rate_fn: Callable) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step on this device's share of the batch, inside shard_map."""
   dropout_key = jax.random.fold_in(state.rng, state.step)
+  batch = {'image': input_pipeline.training_images(batch), 'label': batch['label']}
   loss, logits, grads = loss_and_grads(state.params, batch, dropout_key, model=model)
   learning_rate = learning_rate_fn(state.step, state.lr_cuts)
   updates, opt_state = tx.update(grads, state.opt_state, state.params,
@@ -136,20 +137,31 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: Any, tx
                      'grads_finite': grads_finite}
 
 
+def error_sums(scores: jax.Array, labels: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
+  """Top-1 and top-5 errors of class scores (logits or probabilities), summed where mask=1."""
+  top_k = lax.top_k(scores, min(5, scores.shape[-1]))[1]
+  return {'top1_errors': jnp.sum(mask * (top_k[:, 0] != labels)),
+          'top5_errors': jnp.sum(mask * ~jnp.any(top_k == labels[:, None], axis=-1))}
+
+
 def eval_step(params: Any, batch: dict[str, jax.Array], *,
               model: Any) -> dict[str, jax.Array]:
-  """Sums over the real (mask=1) examples of the batch: loss, top-1 and top-5 errors, count."""
-  logits = model.apply({'params': params}, batch['image'], train=False)
-  labels, mask = batch['label'], batch['mask']
-  k = min(5, logits.shape[-1])
-  top_k = lax.top_k(logits, k)[1]
-  in_top_k = jnp.any(top_k == labels[:, None], axis=-1)
-  sums = {
-      'loss': jnp.sum(mask * cross_entropy(logits, labels)),
-      'top1_errors': jnp.sum(mask * (top_k[:, 0] != labels)),
-      'top5_errors': jnp.sum(mask * ~in_top_k),
-      'count': jnp.sum(mask),
-  }
+  """Sums over the real (mask=1) examples of the batch: loss, top-1 and top-5 errors, count.
+
+  Images [batch, 10, h, w, 3] are ten crops each (the centre crop at index 4): the errors of
+  their averaged softmax are summed too, as '10crop_top1_errors' and '10crop_top5_errors'.
+  """
+  images, labels, mask = batch['image'], batch['label'], batch['mask']
+  ten_crop = images.ndim == 5
+  logits = model.apply({'params': params}, images.reshape(-1, *images.shape[-3:]), train=False)
+  if ten_crop:
+    logits = logits.reshape(*images.shape[:2], -1)
+    ten_crop_probs = jnp.mean(jax.nn.softmax(logits), axis=1)
+    logits = logits[:, 4]  # The centre crop.
+  sums = {'loss': jnp.sum(mask * cross_entropy(logits, labels)), 'count': jnp.sum(mask),
+          **error_sums(logits, labels, mask)}
+  if ten_crop:
+    sums.update({f'10crop_{k}': v for k, v in error_sums(ten_crop_probs, labels, mask).items()})
   return jax.tree.map(lambda x: lax.pmean(lax.psum(x, parallel.DATA_AXIS), parallel.MODEL_AXIS),
                       sums)
 
@@ -163,12 +175,12 @@ def make_steps(config: ml_collections.ConfigDict, model: Any, mesh: jax.sharding
                         steps_per_epoch=steps_per_epoch))
   train = functools.partial(train_step, model=model, tx=create_optimizer(config),
                             learning_rate_fn=learning_rate_fn)
-  batch_specs = {'image': parallel.BATCH_SPEC, 'label': parallel.BATCH_SPEC}
-  train = parallel.sharded_step(train, mesh, (specs, batch_specs), (specs, parallel.REPLICATED),
-                                donate_argnums=(0,))
+  batch_spec = lambda *keys: {key: parallel.BATCH_SPEC for key in keys}
+  train = parallel.sharded_step(train, mesh, (specs, batch_spec('image', 'shift', 'flip', 'label')),
+                                (specs, parallel.REPLICATED), donate_argnums=(0,))
   evaluate = parallel.sharded_step(
       functools.partial(eval_step, model=model), mesh,
-      (specs.params, {**batch_specs, 'mask': parallel.BATCH_SPEC}), parallel.REPLICATED)
+      (specs.params, batch_spec('image', 'label', 'mask')), parallel.REPLICATED)
   return train, evaluate
 
 
@@ -180,17 +192,17 @@ def global_batch(batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[
 
 def evaluate(eval_fn: Callable, params: Any, batches: Iterable[dict[str, np.ndarray]],
              mesh: jax.sharding.Mesh) -> dict[str, float]:
-  """Loss and top-1/top-5 error over every evaluation example exactly once."""
+  """Loss and top-1/top-5 error (centre crop, and ten crops when the batches have them) over
+  every evaluation example exactly once."""
   totals = None
   for batch in batches:
     sums = eval_fn(params, global_batch(batch, mesh))
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   totals = jax.device_get(totals)
-  count = float(totals['count'])
-  return {'eval_loss': float(totals['loss']) / count,
-          'eval_top1_error': float(totals['top1_errors']) / count,
-          'eval_top5_error': float(totals['top5_errors']) / count,
-          'eval_examples': int(count)}
+  count = float(totals.pop('count'))
+  metrics = {f'eval_{name.replace("errors", "error")}': float(total) / count
+             for name, total in totals.items()}
+  return {**metrics, 'eval_examples': int(count)}
 
 
 # What tf.summary.scalar writes, without needing the tensorboard package installed.
@@ -420,10 +432,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           last_metrics.update(eval_metrics)
           epoch_record.update(eval_metrics)
           state = plateau_schedule_update(config, state, eval_metrics['eval_top1_error'])
+          ten_crop = ', 10 crops: top-1 error {:.4f}, top-5 error {:.4f}'.format(
+              eval_metrics['eval_10crop_top1_error'], eval_metrics['eval_10crop_top5_error']
+          ) if 'eval_10crop_top1_error' in eval_metrics else ''
           logging.info('epoch %d: training error %.4f, eval loss %.4f, top-1 error %.4f, '
-                       'top-5 error %.4f (%d examples)', epoch_done, last_metrics['train_error'],
-                       eval_metrics['eval_loss'], eval_metrics['eval_top1_error'],
-                       eval_metrics['eval_top5_error'], eval_metrics['eval_examples'])
+                       'top-5 error %.4f%s (%d examples)', epoch_done,
+                       last_metrics['train_error'], eval_metrics['eval_loss'],
+                       eval_metrics['eval_top1_error'], eval_metrics['eval_top5_error'],
+                       ten_crop, eval_metrics['eval_examples'])
         for key in HISTORY_KEYS:  # None where this epoch was not evaluated.
           history.setdefault(key, []).append(epoch_record.get(key))
         writer.write(step, epoch_record)

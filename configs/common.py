@@ -41,6 +41,7 @@ def cifar10_figure1_net(config: ml_collections.ConfigDict) -> ml_collections.Con
   config.dataset.random_flip = False
   config.dataset.pca_lighting = False
   config.dataset.mean_rgb = (125.3, 123.0, 113.9)  # CIFAR-10 training set, 0-255 scale.
+  config.dataset.ten_crop_eval = False  # Whole 32x32 images: no crops to average over.
   config.dataset.cache = True
   config.dataset.shuffle_buffer = 50_000
   config.model.name = 'cifar_net'

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
       process.send_signal(signal_number)
     raise KeyboardInterrupt
 
-  signal.signal(signal.SIGTERM, stop_runs)
+  previous_handler = signal.signal(signal.SIGTERM, stop_runs)
   slots = list(range(args.parallel))  # Free slots; slot i owns GPUs [i*k, (i+1)*k).
   running: list[tuple[subprocess.Popen, sweep.Run, int]] = []
   failed = []
@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     for process, _, _ in running:
       process.wait()
     return 130
+  finally:
+    signal.signal(signal.SIGTERM, previous_handler)
   if failed:
     print(f'{len(failed)} of {len(runs)} runs failed: {", ".join(failed)}.', file=sys.stderr)
     return 1

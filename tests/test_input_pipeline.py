@@ -1,14 +1,18 @@
 """Sources, preprocessing, deterministic resumable order, and evaluation padding."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_jax import input_pipeline
+from alexnet_jax import dataset_stats, input_pipeline
 from alexnet_jax.errors import UserInputError
 from configs import default
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def write_image_folder(root, splits=('train', 'test'), classes=('cat', 'dog', 'ship'),
@@ -83,6 +87,10 @@ def test_decode_and_resize_keeps_the_central_square():
   np.testing.assert_array_equal(input_pipeline.decode_and_resize(small, 32, True), small)
 
 
+def images_of(batch):
+  return input_pipeline.training_images(batch)
+
+
 def test_training_order_is_seeded_and_resumable():
   config = _dataset_config(name='synthetic', image_size=10, crop_size=8,
                            synthetic_train_examples=40)
@@ -92,9 +100,9 @@ def test_training_order_is_seeded_and_resumable():
   full, again, resumed = epoch(), epoch(), epoch(skip_batches=2)
   assert len(full) == 5
   for a, b in zip(full, again):
-    np.testing.assert_array_equal(a['image'], b['image'])
+    np.testing.assert_array_equal(images_of(a), images_of(b))
   for a, b in zip(full[2:], resumed):
-    np.testing.assert_array_equal(a['image'], b['image'])
+    np.testing.assert_array_equal(images_of(a), images_of(b))
     np.testing.assert_array_equal(a['label'], b['label'])
   other = list(input_pipeline.train_epoch(source, config, global_batch_size=8, seed=3, epoch=2,
                                      num_batches=5))
@@ -104,19 +112,19 @@ def test_training_order_is_seeded_and_resumable():
   cached = list(input_pipeline.train_epoch(source, config, global_batch_size=8, seed=3, epoch=1,
                                            num_batches=5, cached=cache))
   for a, b in zip(full, cached):
-    np.testing.assert_array_equal(a['image'], b['image'])
+    np.testing.assert_array_equal(images_of(a), images_of(b))
   # Two processes read the two halves of the same global batches.
   halves = [list(input_pipeline.train_epoch(source, config, global_batch_size=8, seed=3, epoch=1,
                                             num_batches=5, process_index=i, process_count=2))
             for i in (0, 1)]
   for whole, first, second in zip(full, *halves):
-    np.testing.assert_array_equal(whole['image'],
-                                  np.concatenate([first['image'], second['image']]))
+    np.testing.assert_array_equal(images_of(whole),
+                                  np.concatenate([images_of(first), images_of(second)]))
 
 
 def test_eval_batches_pad_and_mask_every_example_once():
   config = _dataset_config(name='synthetic', image_size=8, crop_size=8,
-                           synthetic_eval_examples=21)
+                           synthetic_eval_examples=21, ten_crop_eval=False)
   source = input_pipeline.create_source(config)
   batches = list(input_pipeline.eval_batches(source, config, batch_size=8).as_numpy_iterator())
   assert [len(b['label']) for b in batches] == [8, 8, 8]
@@ -175,3 +183,90 @@ def test_lighting_noise_follows_the_eigenvectors_with_the_configured_spread():
   np.testing.assert_allclose(alphas.std(axis=0), config.pca_std, rtol=0.1)
   np.testing.assert_allclose(alphas.mean(axis=0), 0.0, atol=0.01)
   np.testing.assert_allclose(eigenvectors @ (alphas * eigenvalues).T * 255, noise.T, atol=1e-3)
+
+
+def test_ten_crops_are_the_corners_the_centre_and_their_mirrors():
+  image = np.arange(6 * 6 * 3, dtype=np.float32).reshape(6, 6, 3)
+  crops = input_pipeline.ten_crops(tf.constant(image), 4).numpy()
+  corners = [image[:4, :4], image[:4, 2:], image[2:, :4], image[2:, 2:], image[1:5, 1:5]]
+  np.testing.assert_array_equal(crops, np.stack(corners + [c[:, ::-1] for c in corners]))
+
+
+def _batch(config, **kw):
+  source = input_pipeline.create_source(config)
+  return next(input_pipeline.train_epoch(source, config, global_batch_size=16, seed=0, epoch=0,
+                                         num_batches=1, **kw))
+
+
+def test_a_reflected_example_is_the_mirror_image():
+  config = _dataset_config(name='synthetic', image_size=10, crop_size=8, pca_lighting=True)
+  batch = _batch(config)
+  assert 0 < batch['flip'].sum() < 16  # Each example is reflected with probability 1/2.
+  unflipped = input_pipeline.training_images({**batch, 'flip': np.zeros(16, bool)})
+  flipped = input_pipeline.training_images({**batch, 'flip': np.ones(16, bool)})
+  np.testing.assert_array_equal(flipped, unflipped[:, :, ::-1])
+  np.testing.assert_array_equal(input_pipeline.training_images(batch),
+                                np.where(batch['flip'][:, None, None, None], flipped, unflipped))
+  # Without random_flip nothing is reflected.
+  assert not _batch(_dataset_config(name='synthetic', image_size=10, crop_size=8,
+                                    random_flip=False))['flip'].any()
+
+
+def test_lighting_noise_lies_in_the_span_of_the_eigenvectors():
+  eigenvectors = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0]
+  noise = np.stack([input_pipeline.lighting_noise(
+      tf.constant([7, i], tf.int64), std=0.1, eigenvalues=np.float32([0.2, 0.05, 0.0]),
+      eigenvectors=eigenvectors.astype(np.float32)).numpy() for i in range(200)])
+  # The third eigenvalue is 0: the noise has no component along the third eigenvector.
+  np.testing.assert_allclose(noise @ eigenvectors[:, 2], 0, atol=1e-4)
+  assert np.abs(noise @ eigenvectors[:, 1]).max() > 0.1
+
+
+def test_a_jpeg_training_crop_equals_rescaling_then_cropping(tmp_path):
+  rng = np.random.default_rng(0)
+  smooth = np.kron(rng.integers(0, 255, (8, 10, 3)), np.ones((20, 20, 1))).astype(np.uint8)
+  for encode in (tf.io.encode_jpeg, tf.io.encode_png):
+    encoded = encode(smooth)  # 160x200, rescaled to 64 then cropped to 48.
+    for offset in ([0, 0], [5, 16], [16, 16]):
+      offset = tf.constant(offset)
+      want = input_pipeline.crop(input_pipeline.decode_and_resize(encoded, 64, decoded=False),
+                                 offset, 48).numpy().astype(float)
+      got = input_pipeline.decode_and_crop(encoded, offset, image_size=64, crop_size=48,
+                                           antialias=True).numpy().astype(float)
+      if encode is tf.io.encode_png:  # Decoded whole, the same way.
+        np.testing.assert_array_equal(got, want)
+      else:  # Only the window is decoded; it differs by rounding to whole source pixels.
+        difference = np.abs(got - want)
+        assert np.median(difference) == 0 and difference.mean() < 3, difference.mean()
+
+
+def test_dataset_stats_command_and_the_mean_image(tmp_path):
+  root = write_image_folder(str(tmp_path / 'data'), size=(12, 10))
+  output = str(tmp_path / 'stats.json')
+  result = subprocess.run(
+      [sys.executable, '-m', 'alexnet_jax.dataset_stats', '--config=configs/default.py',
+       '--config.dataset.name=image_folder', f'--config.dataset.data_dir={root}',
+       '--config.dataset.eval_split=test', '--config.dataset.image_size=8',
+       f'--output={output}'], cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  config = _dataset_config(data_dir=root, stats_file=output, mean='image', random_crop=False,
+                           random_flip=False, pca_lighting=False)
+  squares = np.concatenate(list(input_pipeline.decoded_batches(
+      input_pipeline.create_source(config).train, config, batch_size=4)))
+  assert squares.shape == (15, 8, 8, 3)
+  pixels = squares.reshape(-1, 3).astype(np.float64) / 255
+  eigenvalues, eigenvectors = np.linalg.eigh(np.cov(pixels, rowvar=False, bias=True))
+  stats = dataset_stats.read(output, with_mean_image=True)
+  np.testing.assert_allclose(stats.mean_image, squares.mean(0), rtol=1e-5)
+  np.testing.assert_allclose(stats.mean_rgb, squares.reshape(-1, 3).mean(0), rtol=1e-6)
+  np.testing.assert_allclose(stats.eigenvalues, eigenvalues[::-1], rtol=1e-6)
+  for i in range(3):  # Each eigenvector up to its sign.
+    assert abs(abs(stats.eigenvectors[:, i] @ eigenvectors[:, 2 - i]) - 1) < 1e-6
+  # Training subtracts the mean image under the (central) crop.
+  batch = _batch(config)
+  np.testing.assert_allclose(batch['shift'], -np.broadcast_to(stats.mean_image[1:7, 1:7],
+                                                              (16, 6, 6, 3)), rtol=1e-6)
+  with pytest.raises(UserInputError, match='image_size=16'):
+    dataset_stats.for_config(_dataset_config(stats_file=output, mean='image', image_size=16))
+  with pytest.raises(UserInputError, match='needs the mean image'):
+    dataset_stats.for_config(_dataset_config(mean='image'))

@@ -121,22 +121,31 @@ def grouped_reference(params, images, model):
   return x @ params['fc8']['kernel'] + params['fc8']['bias']
 
 
+def _jit_init(model):  # Eager Flax runs op by op, each op compiled on its own: slower.
+  return jax.jit(functools.partial(model.init, train=False))
+
+
+def _jit_apply(model):
+  return jax.jit(functools.partial(model.apply, train=False))
+
+
 def test_tower_convolutions_equal_grouped_convolution():
   model = _model(num_classes=10, conv_features=(16, 32, 48, 48, 32), fc_features=(64, 64))
-  images = jax.random.normal(jax.random.PRNGKey(1), (2, 227, 227, 3)) * 50
-  params = model.init({'params': jax.random.PRNGKey(0)}, images, train=False)['params']
+  # 67x67: the smallest input that leaves every layer a map to convolve; quick to run.
+  images = jax.random.normal(jax.random.PRNGKey(1), (2, 67, 67, 3)) * 50
+  params = _jit_init(model)({'params': jax.random.PRNGKey(0)}, images)['params']
   # Larger weights than the paper's init, so that the logits are far from zero.
   params = jax.tree.map(lambda p: p * 5, params)
-  got = model.apply({'params': params}, images, train=False)
-  want = grouped_reference(params, images, model)
+  got = _jit_apply(model)({'params': params}, images)
+  want = jax.jit(lambda p, x: grouped_reference(p, x, model))(params, images)
   assert float(jnp.std(want)) > 1e-3
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(want))))
 
 
 def test_paper_initialisation():
   model = _model(num_classes=10)
-  params = model.init({'params': jax.random.PRNGKey(0)}, jnp.zeros((1, 227, 227, 3)),
-                      train=False)['params']
+  params = _jit_init(model)({'params': jax.random.PRNGKey(0)}, jnp.zeros((1, 227, 227, 3)))
+  params = params['params']
   for name in LAYERS:
     assert abs(float(jnp.std(params[name]['kernel'])) - 0.01) < 5e-4, name
     bias = 1.0 if name in ('conv2', 'conv4', 'conv5', 'fc6', 'fc7') else 0.0
@@ -151,8 +160,8 @@ def test_dropout_scales_kept_units_and_drops_at_the_rate():
 
 
 def test_tanh_switch_changes_the_function():
-  images = jax.random.normal(jax.random.PRNGKey(1), (2, 227, 227, 3)) * 50
-  relu, tanh = _model(num_classes=10), _model(num_classes=10, activation='tanh')
-  params = relu.init({'params': jax.random.PRNGKey(0)}, images, train=False)
-  assert not np.allclose(relu.apply(params, images, train=False),
-                         tanh.apply(params, images, train=False))
+  images = jax.random.normal(jax.random.PRNGKey(1), (2, 67, 67, 3)) * 50
+  small = dict(num_classes=10, conv_features=(16, 32, 48, 48, 32), fc_features=(64, 64))
+  relu, tanh = _model(**small), _model(**small, activation='tanh')
+  params = _jit_init(relu)({'params': jax.random.PRNGKey(0)}, images)
+  assert not np.allclose(_jit_apply(relu)(params, images), _jit_apply(tanh)(params, images))

@@ -58,7 +58,7 @@ from configs import relu_vs_tanh
 def get_config():
   config = relu_vs_tanh.get_config()
   config.dataset.name = 'synthetic'
-  config.dataset.synthetic_train_examples = 8000
+  config.dataset.synthetic_train_examples = 3200
   config.dataset.synthetic_eval_examples = 50
   config.model.conv_features = (8, 8, 16)
   config.batch_size = 16
@@ -74,7 +74,7 @@ def get_sweep():
 '''
 
 
-def test_local_sweep_runs_resumes_and_skips(tmp_path):
+def test_local_sweep_runs_resumes_and_skips(tmp_path, capsys):
   config = tmp_path / 'tiny_sweep.py'
   config.write_text(TINY_SWEEP)
   root = tmp_path / 'sweep'
@@ -91,33 +91,32 @@ def test_local_sweep_runs_resumes_and_skips(tmp_path):
   process.communicate(timeout=120)
   assert process.returncode == 128 + signal.SIGTERM
   stopped_at = run_folder.read_run(first.workdir).latest_step
-  assert 0 < stopped_at < 500
+  assert 0 < stopped_at < 200
   assert local.status(first.workdir) == f'resumes at step {stopped_at}'
   assert local.status(second.workdir) == 'new'
 
   assert local.main([f'--config={config}', f'--root={root}']) == 0
+  capsys.readouterr()
   log = open(os.path.join(first.workdir, 'log.txt')).read()
   assert f'Resumed from the checkpoint at step {stopped_at}' in log
   for run in (first, second):
     assert run_folder.read_run(run.workdir).finished
-    assert run_folder.read_run(run.workdir).latest_step == 500
+    assert run_folder.read_run(run.workdir).latest_step == 200
   modified = [os.path.getmtime(os.path.join(r.workdir, 'metrics.jsonl')) for r in (first, second)]
-  result = subprocess.run([sys.executable, '-m', 'launch.local', f'--config={config}',
-                           f'--root={root}'], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
-  assert result.returncode == 0
-  assert 'seed=0: finished' in result.stdout and 'seed=1: finished' in result.stdout
-  assert 'started' not in result.stdout
+  assert local.main([f'--config={config}', f'--root={root}']) == 0
+  said = capsys.readouterr().out
+  assert 'seed=0: finished' in said and 'seed=1: finished' in said
+  assert 'started' not in said
   assert modified == [os.path.getmtime(os.path.join(r.workdir, 'metrics.jsonl'))
                       for r in (first, second)]
 
   # The report reads both runs back; plant known metrics in a checkpoint of the second.
   manager = checkpoints.create_manager(second.workdir)
-  state = checkpoints.restore_on_host(manager, 500)
+  state = checkpoints.restore_on_host(manager, 200)
   planted = {'epoch': 1.0, 'eval_top1_error': 0.1234, 'eval_top5_error': 0.0123,
              'finished': True, checkpoints.HISTORY: {
                  'epoch': [1], 'train_epoch_error': [0.2345], 'eval_top1_error': [0.1234]}}
-  checkpoints.save(manager, 501, state, planted)
+  checkpoints.save(manager, 201, state, planted)
   manager.wait_until_finished()
   manager.close()
   result = subprocess.run([sys.executable, '-m', 'alexnet_jax.report', str(root),

@@ -77,12 +77,12 @@ def test_resumed_run_continues_at_the_checkpoint_step(tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
-def test_evaluation_counts_every_example_once():
-  config = small_config()
+def test_evaluation_counts_every_example_once_on_the_centre_and_ten_crops():
+  config = small_config(**{'dataset.crop_size': 28, 'dataset.ten_crop_eval': True})
   source = input_pipeline.create_source(config.dataset)
   mesh = parallel.create_mesh(1, 1)
   model = models.create_model(config.model, source.num_classes)
-  state, specs = train.create_train_state(config, model, (32, 32, 3), mesh)
+  state, specs = train.create_train_state(config, model, (28, 28, 3), mesh)
   sharded_model = models.create_model(config.model, source.num_classes, data_axis='data',
                                       model_axis='model')
   _, eval_fn = train.make_steps(config, sharded_model, mesh, specs, steps_per_epoch=16)
@@ -92,14 +92,20 @@ def test_evaluation_counts_every_example_once():
       batches = input_pipeline.eval_batches(source, config.dataset, batch_size=batch_size)
       results.append(train.evaluate(eval_fn, state.params, batches.as_numpy_iterator(), mesh))
   images, labels = input_pipeline.synthetic_images(100, 10, 32, seed=1)
-  logits = model.apply({'params': jax.device_get(state.params)},
-                       images.astype(np.float32) - np.asarray(config.dataset.mean_rgb),
-                       train=False)
-  want = float(np.mean(np.argmax(logits, -1) != labels))
+  images = images.astype(np.float32) - np.asarray(config.dataset.mean_rgb)
+  corners = [images[:, y:y + 28, x:x + 28] for y, x in ((0, 0), (0, 4), (4, 0), (4, 4), (2, 2))]
+  crops = corners + [c[:, :, ::-1] for c in corners]
+  logits = [model.apply({'params': jax.device_get(state.params)}, c, train=False) for c in crops]
+  centre_error = np.mean(np.argmax(logits[4], -1) != labels)
+  probs = np.mean([jax.nn.softmax(l) for l in logits], axis=0)
+  ten_crop_error = np.mean(np.argmax(probs, -1) != labels)
+  assert centre_error != ten_crop_error  # The two evaluations differ on this untrained net.
   for result in results:
     assert result['eval_examples'] == 100
-    assert result['eval_top1_error'] == pytest.approx(want, abs=1e-6)
-  assert results[0]['eval_top5_error'] == pytest.approx(results[1]['eval_top5_error'], abs=1e-6)
+    assert result['eval_top1_error'] == pytest.approx(centre_error, abs=1e-6)
+    assert result['eval_10crop_top1_error'] == pytest.approx(ten_crop_error, abs=1e-6)
+  for key in ('eval_top5_error', 'eval_10crop_top5_error'):
+    assert results[0][key] == pytest.approx(results[1][key], abs=1e-6)
 
 
 def test_image_folder_run(tmp_path):

@@ -1,0 +1,161 @@
+r"""Images/s of the training input pipeline against a PIL + NumPy baseline doing the same work.
+
+  python benchmarks/input_pipeline.py [--images=DIR] [--num_images=1024] [--workers=N]
+
+Both turn ImageNet-sized JPEGs into batches of 128 float32 224x224 crops: decode, rescale the
+shorter side to 256 and keep the central square, a random crop, a random reflection, minus the
+mean RGB, plus PCA lighting noise. Ours is `input_pipeline.train_epoch` on an image folder, as
+training runs it, timed alone (the host's part) and with `training_images` (jitted), the part the
+step does on the device, run here on the same CPU. The baseline is PIL in a process pool of
+`--workers` processes (the number of CPU cores by default, tf.data's parallelism), batching in
+the main process as a PyTorch DataLoader does. Without --images, 500x375 JPEGs made from a
+real photo (`jpegs_from_a_photo`) are written to a temporary folder first. Each side makes a few
+batches untimed, then --batches timed ones (going round the folder again as needed); the table
+shows the median of --repeats.
+"""
+
+import argparse
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+BATCH = 128
+WARMUP = 3  # Batches before the clock starts: pools and threads started, files cached.
+
+
+def jpegs_from_a_photo(folder: str, num_images: int, size=(500, 375)) -> None:
+  """ImageNet-like test images: random 4:3 views of a real photo (matplotlib's sample
+  grace_hopper.jpg), each mirrored or not and colour-shifted, at `size`, JPEG quality 90."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  photo = Image.open(os.path.join(matplotlib.get_data_path(), 'sample_data', 'grace_hopper.jpg'))
+  photo = np.asarray(photo.convert('RGB'), np.float32)
+  rng = np.random.default_rng(0)
+  class_dir = os.path.join(folder, 'train', 'all')
+  os.makedirs(class_dir, exist_ok=True)
+  for i in range(num_images):
+    width = int(rng.integers(photo.shape[1] * 3 // 4, photo.shape[1] + 1))
+    height = width * 3 // 4
+    top = rng.integers(0, photo.shape[0] - height + 1)
+    left = rng.integers(0, photo.shape[1] - width + 1)
+    view = photo[top:top + height, left:left + width] * rng.uniform(0.7, 1.3, 3)
+    view = view[:, ::-1] if rng.random() < 0.5 else view
+    image = Image.fromarray(np.clip(view, 0, 255).astype(np.uint8)).resize(size, Image.BICUBIC)
+    image.save(os.path.join(class_dir, f'{i:05d}.jpg'), quality=90)
+  os.makedirs(os.path.join(folder, 'validation', 'all'), exist_ok=True)
+  os.link(os.path.join(class_dir, '00000.jpg'), os.path.join(folder, 'validation', 'all', 'a.jpg'))
+
+
+def dataset_config(folder: str):
+  from configs import default  # pylint: disable=g-import-not-at-top
+  config = default.get_config().dataset
+  config.update(dict(name='image_folder', data_dir=folder, image_size=256, crop_size=224,
+                     random_crop=True, random_flip=True, pca_lighting=True, cache=False))
+  return config
+
+
+def time_ours(folder: str, num_batches: int, repeats: int, with_step_part: bool) -> float:
+  """tf.data's batches; `with_step_part`, also the step's `training_images` (adding the mean and
+  the noise, reflecting), which runs on the accelerator in training but here on the same CPU."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from alexnet_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  config = dataset_config(folder)
+  source = input_pipeline.create_source(config)
+  training_images = jax.jit(input_pipeline.training_images)
+
+  def images(batch):
+    if with_step_part:
+      return training_images(batch).block_until_ready()
+    return batch['image']
+
+  rates = []
+  for epoch in range(repeats):
+    batches = input_pipeline.train_epoch(source, config, global_batch_size=BATCH, seed=0,
+                                         epoch=epoch, num_batches=num_batches + WARMUP)
+    for _ in range(WARMUP):
+      images(next(batches))
+    start = time.perf_counter()
+    for batch in batches:  # Past the end of the folder it starts again (train_epoch repeats).
+      assert images(batch).shape == (BATCH, 224, 224, 3)
+    rates.append(num_batches * BATCH / (time.perf_counter() - start))
+  return float(np.median(rates))
+
+
+def pil_example(args) -> np.ndarray:
+  """What the training pipeline does to one image, with PIL and NumPy."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  path, seed, mean_rgb, pca_std, eigenvalues, eigenvectors = args
+  rng = np.random.default_rng(seed)
+  with Image.open(path) as image:
+    image = image.convert('RGB')
+    scale = 256 / min(image.size)
+    new_size = [max(256, int(np.ceil(s * scale))) for s in image.size]
+    image = image.resize(new_size, Image.BILINEAR)  # PIL antialiases when shrinking.
+    left, top = (new_size[0] - 256) // 2, (new_size[1] - 256) // 2
+    square = np.asarray(image, np.uint8)[top:top + 256, left:left + 256]
+  y, x = rng.integers(0, 256 - 224 + 1, 2)
+  crop = square[y:y + 224, x:x + 224]
+  if rng.random() < 0.5:
+    crop = crop[:, ::-1]
+  noise = 255.0 * eigenvectors @ (rng.normal(0, pca_std, 3) * eigenvalues)
+  return crop.astype(np.float32) - mean_rgb + noise.astype(np.float32)
+
+
+def time_pil(folder: str, num_batches: int, repeats: int, workers: int) -> float:
+  config = dataset_config(folder)
+  class_dir = os.path.join(folder, 'train', 'all')
+  paths = sorted(os.path.join(class_dir, f) for f in os.listdir(class_dir))
+  constants = (np.asarray(config.mean_rgb, np.float32), config.pca_std,
+               np.asarray(config.pca_eigenvalues), np.asarray(config.pca_eigenvectors))
+  rates = []
+  with multiprocessing.get_context('fork').Pool(workers) as pool:
+    for epoch in range(repeats):
+      order = np.random.default_rng(epoch).permutation(len(paths))
+      tasks = [(paths[order[i % len(paths)]], epoch * 10**6 + i, *constants)
+               for i in range((num_batches + WARMUP) * BATCH)]
+      examples = pool.imap(pil_example, tasks, chunksize=8)
+      batch = lambda: np.stack([next(examples) for _ in range(BATCH)])
+      for _ in range(WARMUP):
+        batch()
+      start = time.perf_counter()
+      for _ in range(num_batches):
+        assert batch().shape == (BATCH, 224, 224, 3)
+      rates.append(num_batches * BATCH / (time.perf_counter() - start))
+  return float(np.median(rates))
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--images', help='An image folder (DIR/train/CLASS/*.jpg) to read instead.')
+  parser.add_argument('--num_images', type=int, default=1024, help='JPEGs to write.')
+  parser.add_argument('--workers', type=int, default=os.cpu_count())
+  parser.add_argument('--batches', type=int, default=40, help='Timed batches of 128.')
+  parser.add_argument('--repeats', type=int, default=3)
+  args = parser.parse_args()
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  with tempfile.TemporaryDirectory() as tmp:
+    folder = args.images
+    if folder is None:
+      folder = tmp
+      jpegs_from_a_photo(folder, args.num_images)
+    pil = time_pil(folder, args.batches, args.repeats, args.workers)
+    ours = time_ours(folder, args.batches, args.repeats, with_step_part=False)
+    ours_and_step = time_ours(folder, args.batches, args.repeats, with_step_part=True)
+  print(f'| 224x224 crops of 500x375 JPEGs, lighting on, {os.cpu_count()} cores | images/s '
+        '| / PIL |')
+  print('|---|---|---|')
+  print(f'| alexnet_jax: tf.data, the host\'s part | {ours:.0f} | {ours / pil:.2f} |')
+  print(f'| alexnet_jax: tf.data + the step\'s part (`training_images`) on this CPU too '
+        f'| {ours_and_step:.0f} | {ours_and_step / pil:.2f} |')
+  print(f'| PIL + NumPy, {args.workers} processes | {pil:.0f} | 1.00 |')
+
+
+if __name__ == '__main__':
+  main()
