@@ -23,6 +23,18 @@ from jax import lax
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {'relu': nn.relu, 'tanh': jnp.tanh}
 CONV1_PADDINGS = {'valid': ((0, 0), (0, 0)), 'cuda_convnet': ((2, 1), (2, 1))}
+# What LRN's alpha multiplies: the sum of squares (the paper's text) or their mean over the n
+# maps (the 2012 code, and torch's LocalResponseNorm).
+LRN_ALPHA_CONVENTIONS = ('paper', 'cuda_convnet')
+# conv1's activation, normalization and pooling: in the paper's order, or the 2012 code's, whose
+# LRN saw the maps before the ReLU, applied after pooling.
+CONV1_ORDERS = ('relu_norm_pool', 'norm_pool_relu')
+ALEXNET_LAYERS = ('conv1', 'conv2', 'conv3', 'conv4', 'conv5', 'fc6', 'fc7', 'fc8')
+
+
+def lrn_alpha(alpha: float, n: int, convention: str) -> float:
+  """The factor of the plain sum of squares in `local_response_norm` for `convention`."""
+  return {'paper': alpha, 'cuda_convnet': alpha / n}[convention]
 
 
 def _axis_size(axis: str | None) -> int:
@@ -142,6 +154,8 @@ class AlexNet(nn.Module):
   lrn_n: int = 5
   lrn_alpha: float = 1e-4
   lrn_beta: float = 0.75
+  lrn_alpha_convention: str = 'paper'
+  conv1_order: str = 'relu_norm_pool'
   dropout_rate: float = 0.5
   num_towers: int = 2
   conv_features: Sequence[int] = (96, 256, 384, 384, 256)
@@ -149,6 +163,8 @@ class AlexNet(nn.Module):
   width_multiplier: float = 1.0
   conv1_padding: str = 'valid'
   init_std: float = 0.01
+  # (layer, std) pairs that replace init_std for those layers, e.g. (('conv3', 0.03),).
+  init_std_overrides: Sequence[tuple[str, float]] = ()
   bias_one_layers: Sequence[str] = ('conv2', 'conv4', 'conv5', 'fc6', 'fc7')
   data_axis: str | None = None
   model_axis: str | None = None
@@ -164,21 +180,24 @@ class AlexNet(nn.Module):
     features = [int(f * self.width_multiplier) if i < 4 else f
                 for i, f in enumerate(self.conv_features)]
 
+    init_stds = {**dict.fromkeys(ALEXNET_LAYERS, self.init_std), **dict(self.init_std_overrides)}
+
     def conv(name, index, kernel_size, stride, padding, inputs):
       return Conv(features[index], kernel_size, stride, padding, inputs=inputs,
                   num_local_towers=local_towers, model_axis=self.model_axis,
-                  init_std=self.init_std, bias_init=float(name in self.bias_one_layers),
+                  init_std=init_stds[name], bias_init=float(name in self.bias_one_layers),
                   name=name)
 
     def dense(name, num_features, sharded=True):
       return Dense(num_features, sharded=sharded, model_axis=self.model_axis,
-                   init_std=self.init_std, bias_init=float(name in self.bias_one_layers),
+                   init_std=init_stds[name], bias_init=float(name in self.bias_one_layers),
                    name=name)
 
     def norm(x):
       if not self.lrn:
         return x
-      return local_response_norm(x, k=self.lrn_k, n=self.lrn_n, alpha=self.lrn_alpha,
+      alpha = lrn_alpha(self.lrn_alpha, self.lrn_n, self.lrn_alpha_convention)
+      return local_response_norm(x, k=self.lrn_k, n=self.lrn_n, alpha=alpha,
                                  beta=self.lrn_beta, num_groups=local_towers)
 
     def pool(x):
@@ -190,8 +209,8 @@ class AlexNet(nn.Module):
       return dropout(x, self.dropout_rate, self.make_rng('dropout'),
                      data_axis=self.data_axis, model_axis=self.model_axis)
 
-    x = images
-    x = pool(norm(act(conv('conv1', 0, 11, 4, CONV1_PADDINGS[self.conv1_padding], 'image')(x))))
+    x = conv('conv1', 0, 11, 4, CONV1_PADDINGS[self.conv1_padding], 'image')(images)
+    x = pool(norm(act(x))) if self.conv1_order == 'relu_norm_pool' else act(pool(norm(x)))
     x = pool(norm(act(conv('conv2', 1, 5, 1, ((2, 2), (2, 2)), 'own_tower')(x))))
     x = act(conv('conv3', 2, 3, 1, ((1, 1), (1, 1)), 'all_towers')(x))
     x = act(conv('conv4', 3, 3, 1, ((1, 1), (1, 1)), 'own_tower')(x))
@@ -218,6 +237,7 @@ class CifarNet(nn.Module):
   lrn_n: int = 5
   lrn_alpha: float = 1e-4
   lrn_beta: float = 0.75
+  lrn_alpha_convention: str = 'paper'
   conv_features: Sequence[int] = (32, 32, 64)
   kernel_size: int = 5
   fc_features: Sequence[int] = ()  # None in Figure 1.
@@ -242,8 +262,9 @@ class CifarNet(nn.Module):
                name=name)(x)
       x = nn.max_pool(act(x), (self.pool_size,) * 2, (self.pool_stride,) * 2, 'SAME')
       if self.lrn:
-        x = local_response_norm(x, k=self.lrn_k, n=self.lrn_n, alpha=self.lrn_alpha,
-                                beta=self.lrn_beta)
+        x = local_response_norm(
+            x, k=self.lrn_k, n=self.lrn_n, beta=self.lrn_beta,
+            alpha=lrn_alpha(self.lrn_alpha, self.lrn_n, self.lrn_alpha_convention))
     for i, num_features in enumerate((*self.fc_features, self.num_classes)):
       name = f'fc{len(self.conv_features) + i + 1}'
       is_classifier = i == len(self.fc_features)
@@ -267,5 +288,7 @@ def create_model(model_config, num_classes: int, *, data_axis: str | None = None
   cls = MODELS[model_config.name]
   fields = {f for f in cls.__dataclass_fields__ if f not in ('parent', 'name')}
   kwargs = {k: v for k, v in model_config.items() if k in fields}
-  kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+  # Lists (from JSON or the command line) become tuples: module attributes must be hashable.
+  as_tuple = lambda v: tuple(as_tuple(x) for x in v) if isinstance(v, (list, tuple)) else v
+  kwargs = {k: as_tuple(v) for k, v in kwargs.items()}
   return cls(num_classes=num_classes, data_axis=data_axis, model_axis=model_axis, **kwargs)

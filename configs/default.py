@@ -80,8 +80,14 @@ def get_config(variant: str = 'imagenet') -> ml_collections.ConfigDict:
   config.model.lrn = True  # Local response normalization (Sec. 3.3).
   config.model.lrn_k = 2.0
   config.model.lrn_n = 5
-  config.model.lrn_alpha = 1e-4  # Multiplies the plain sum of squares (torch divides it by n).
+  config.model.lrn_alpha = 1e-4
   config.model.lrn_beta = 0.75
+  # 'paper': alpha multiplies the plain sum of squares (Sec. 3.3); 'cuda_convnet': alpha / n
+  # does, as in the 2012 code and torch's LocalResponseNorm.
+  config.model.lrn_alpha_convention = 'paper'
+  # 'relu_norm_pool' (Sec. 3.5) or 'norm_pool_relu': the 2012 code's LRN saw conv1's maps before
+  # the ReLU, which it applied after pooling.
+  config.model.conv1_order = 'relu_norm_pool'
   config.model.dropout_rate = 0.5  # On the outputs of fc6 and fc7 (Sec. 4.2).
   config.model.num_towers = 2  # The two GPUs of Sec. 3.2: conv2, conv4, conv5 see their own tower.
   # Kernel counts of conv1-conv5 and fc6-fc7 for both towers together (Figure 2).
@@ -92,6 +98,8 @@ def get_config(variant: str = 'imagenet') -> ml_collections.ConfigDict:
   config.model.width_multiplier = 1.0
   config.model.conv1_padding = 'valid'  # 'valid' (227 input) or 'cuda_convnet' (224 input).
   config.model.init_std = 0.01  # Weights ~ N(0, 0.01^2) (Sec. 5).
+  # (layer, std) pairs that replace init_std for those layers (the 2012 code: conv3-conv5 0.03).
+  config.model.init_std_overrides = ()
   # Layers whose biases start at 1, the rest at 0 (Sec. 5).
   config.model.bias_one_layers = ('conv2', 'conv4', 'conv5', 'fc6', 'fc7')
 

@@ -165,3 +165,53 @@ def test_tanh_switch_changes_the_function():
   relu, tanh = _model(**small), _model(**small, activation='tanh')
   params = _jit_init(relu)({'params': jax.random.PRNGKey(0)}, images)
   assert not np.allclose(_jit_apply(relu)(params, images), _jit_apply(tanh)(params, images))
+
+
+def maxpool_numpy(x, size=3, stride=2):
+  """Max over each size x size window at the given stride, no padding."""
+  height, width = [(d - size) // stride + 1 for d in x.shape[1:3]]
+  out = np.full((x.shape[0], height, width, x.shape[3]), -np.inf, x.dtype)
+  for i in range(size):
+    for j in range(size):
+      out = np.maximum(out, x[:, i:i + stride * height:stride, j:j + stride * width:stride])
+  return out
+
+
+def test_conv1_orders_and_lrn_conventions_equal_their_numpy_compositions():
+  small = dict(num_classes=10, conv_features=(16, 32, 48, 48, 32), fc_features=(64, 64))
+  images = jax.random.normal(jax.random.PRNGKey(1), (2, 67, 67, 3)) * 50
+  params = _jit_init(_model(**small))({'params': jax.random.PRNGKey(0)}, images)['params']
+  # Larger conv1 weights, so that LRN's denominator is far from k and the conventions differ.
+  params = {**params, 'conv1': jax.tree.map(lambda p: p * 5, params['conv1'])}
+  relu = lambda x: np.maximum(x, 0)
+  outputs = {}
+  for order in models.CONV1_ORDERS:
+    for convention, alpha in (('paper', 1e-4), ('cuda_convnet', 1e-4 / 5)):
+      model = _model(**small, conv1_order=order, lrn_alpha_convention=convention)
+      _, state = jax.jit(functools.partial(model.apply, train=False, capture_intermediates=True))(
+          {'params': params}, images)
+      conv1, conv2 = (np.asarray(state['intermediates'][name]['__call__'][0])
+                      for name in ('conv1', 'conv2'))
+      norm = lambda x: np.concatenate(  # Each tower normalises its own 8 maps.
+          [lrn_numpy(x[..., :8], 2.0, 5, alpha, 0.75), lrn_numpy(x[..., 8:], 2.0, 5, alpha, 0.75)],
+          axis=-1)
+      x = maxpool_numpy(norm(relu(conv1))) if order == 'relu_norm_pool' else \
+          relu(maxpool_numpy(norm(conv1)))
+      want = lax.conv_general_dilated(x, params['conv2']['kernel'], (1, 1), ((2, 2), (2, 2)),
+                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+                                      feature_group_count=2) + params['conv2']['bias']
+      np.testing.assert_allclose(conv2, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+      outputs[order, convention] = conv2
+  keys = list(outputs)
+  for i, a in enumerate(keys):  # The four networks compute four different functions.
+    for b in keys[i + 1:]:
+      assert not np.allclose(outputs[a], outputs[b], rtol=1e-3), (a, b)
+
+
+def test_init_std_overrides_set_those_layers_std():
+  model = _model(num_classes=10, conv_features=(16, 32, 48, 48, 32), fc_features=(64, 64),
+                 init_std_overrides=(('conv3', 0.03), ('conv4', 0.03), ('conv5', 0.03)))
+  params = _jit_init(model)({'params': jax.random.PRNGKey(0)}, jnp.zeros((1, 67, 67, 3)))
+  for name in LAYERS:
+    want = 0.03 if name in ('conv3', 'conv4', 'conv5') else 0.01
+    assert abs(float(jnp.std(params['params'][name]['kernel'])) - want) < 0.1 * want, name

@@ -140,6 +140,12 @@ def test_a_checkpoint_of_another_network_is_refused_untouched(tmp_path):
     ({'batch_size': 30, 'mesh.data': 4},
      r'config.batch_size=30 is not divisible by the data axis of the mesh \(config.mesh.data=4\)'),
     ({'mesh.data': 16}, r'config.mesh.data=16 x config.mesh.model=1 does not fit the 8 devices'),
+    ({'dataset.mean': 'median'},
+     r"config.dataset.mean='median' is not allowed; use one of \['rgb', 'image'\]"),
+    ({'model.conv1_order': 'pool_relu'},
+     r"config.model.conv1_order='pool_relu' is not allowed; use one of \['relu_norm_pool', "),
+    ({'model.init_std_overrides': (('conv9', 0.03),)},
+     r"config.model.init_std_overrides has \('conv9', 0.03\); each pair must name one of"),
 ])
 def test_bad_configs_name_the_keys_and_values(tmp_path, overrides, message):
   workdir = tmp_path / 'run'
