@@ -414,14 +414,17 @@ def num_eval_batches(num_global: int, process_count: int, batch_size: int) -> in
   return math.ceil(math.ceil(num_global / process_count) / batch_size)
 
 
-def training_images(batch: dict[str, Any]) -> Any:
+def training_images(batch: dict[str, Any], scale: float = 1.0) -> Any:
   """A training batch's images as the network sees them (`augment`): float32 crops plus their
-  shifts, reflected where 'flip'. NumPy or JAX arrays; in the step, one fused pass."""
+  shifts, times `scale` (`dataset.scale_after_lighting`), reflected where 'flip'. NumPy or JAX
+  arrays; in the step, one fused pass."""
   xp = np if isinstance(batch['image'], np.ndarray) else jnp
   shift = batch['shift']
   if shift.ndim == 2:  # One RGB shift per example.
     shift = shift[:, None, None, :]
   images = batch['image'].astype(xp.float32) + shift
+  if scale != 1.0:
+    images = images * xp.float32(scale)
   return xp.where(batch['flip'][:, None, None, None], images[:, :, ::-1], images)
 
 

@@ -67,6 +67,21 @@ def local_response_norm(x: jax.Array, *, k: float, n: int, alpha: float, beta: f
   return x * lax.pow(k + alpha * sum_sq, -beta)
 
 
+def contrast_norm(x: jax.Array, *, size: int, scale: float, power: float) -> jax.Array:
+  """cuda-convnet's spatial contrast normalization ('cnorm'), within each map:
+  b = a / (1 + scale / size^2 * sum_window (a - m)^2)^power, where m is the mean of a over the
+  size x size window around each pixel (its sum divided by size^2, nothing outside the map) and
+  the sum runs over the window's pixels inside the map. Dividing scale by size^2 is what the 2012
+  code's layer parser did with the configured scale.
+  """
+  before = size // 2  # The window starts size // 2 pixels before the pixel, as in cuda-convnet.
+  padding = ((0, 0), (before, size - 1 - before), (before, size - 1 - before), (0, 0))
+  box_sum = lambda v: lax.reduce_window(v, 0.0, lax.add, (1, size, size, 1), (1, 1, 1, 1),
+                                        padding)
+  diffs = x - box_sum(x) / size**2
+  return x * lax.pow(1.0 + scale / size**2 * box_sum(jnp.square(diffs)), -power)
+
+
 class Conv(nn.Module):
   """A convolution whose output channels may be sharded over `model_axis`.
 
@@ -156,6 +171,10 @@ class AlexNet(nn.Module):
   lrn_beta: float = 0.75
   lrn_alpha_convention: str = 'paper'
   conv1_order: str = 'relu_norm_pool'
+  conv2_contrast_norm: bool = False  # The 2012 code's extra normalization after LRN2.
+  contrast_norm_size: int = 5
+  contrast_norm_scale: float = 1e-3
+  contrast_norm_power: float = 0.75
   dropout_rate: float = 0.5
   num_towers: int = 2
   conv_features: Sequence[int] = (96, 256, 384, 384, 256)
@@ -211,7 +230,11 @@ class AlexNet(nn.Module):
 
     x = conv('conv1', 0, 11, 4, CONV1_PADDINGS[self.conv1_padding], 'image')(images)
     x = pool(norm(act(x))) if self.conv1_order == 'relu_norm_pool' else act(pool(norm(x)))
-    x = pool(norm(act(conv('conv2', 1, 5, 1, ((2, 2), (2, 2)), 'own_tower')(x))))
+    x = norm(act(conv('conv2', 1, 5, 1, ((2, 2), (2, 2)), 'own_tower')(x)))
+    if self.conv2_contrast_norm:
+      x = contrast_norm(x, size=self.contrast_norm_size, scale=self.contrast_norm_scale,
+                        power=self.contrast_norm_power)
+    x = pool(x)
     x = act(conv('conv3', 2, 3, 1, ((1, 1), (1, 1)), 'all_towers')(x))
     x = act(conv('conv4', 3, 3, 1, ((1, 1), (1, 1)), 'own_tower')(x))
     x = pool(act(conv('conv5', 4, 3, 1, ((1, 1), (1, 1)), 'own_tower')(x)))

@@ -116,10 +116,11 @@ def loss_and_grads(params: Any, batch: dict[str, jax.Array], dropout_key: jax.Ar
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: Any, tx: Any,
-               learning_rate_fn: Callable) -> tuple[TrainState, dict[str, jax.Array]]:
+               learning_rate_fn: Callable,
+               image_scale: float = 1.0) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step on this device's share of the batch, inside shard_map."""
   dropout_key = jax.random.fold_in(state.rng, state.step)
-  batch = {'image': input_pipeline.training_images(batch), 'label': batch['label']}
+  batch = {'image': input_pipeline.training_images(batch, image_scale), 'label': batch['label']}
   loss, logits, grads = loss_and_grads(state.params, batch, dropout_key, model=model)
   learning_rate = learning_rate_fn(state.step, state.lr_cuts)
   updates, opt_state = tx.update(grads, state.opt_state, state.params,
@@ -174,7 +175,8 @@ def make_steps(config: ml_collections.ConfigDict, model: Any, mesh: jax.sharding
                         boundaries_epochs=config.lr_boundaries_epochs,
                         steps_per_epoch=steps_per_epoch))
   train = functools.partial(train_step, model=model, tx=create_optimizer(config),
-                            learning_rate_fn=learning_rate_fn)
+                            learning_rate_fn=learning_rate_fn,
+                            image_scale=config.dataset.scale_after_lighting)
   batch_spec = lambda *keys: {key: parallel.BATCH_SPEC for key in keys}
   train = parallel.sharded_step(train, mesh, (specs, batch_spec('image', 'shift', 'flip', 'label')),
                                 (specs, parallel.REPLICATED), donate_argnums=(0,))

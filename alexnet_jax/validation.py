@@ -41,7 +41,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _one_of(config, 'dataset.bad_images', BAD_IMAGES)
   for key in ('model.pool_size', 'model.pool_stride', 'batch_size', 'eval_batch_size',
               'num_epochs', 'log_every_steps', 'checkpoint_every_steps', 'eval_every_epochs',
-              'dataset.image_size', 'dataset.crop_size'):
+              'dataset.image_size', 'dataset.crop_size', 'model.contrast_norm_size'):
     section, _, name = key.rpartition('.')
     value = (config[section] if section else config)[name]
     _check(isinstance(value, int) and value >= 1,
@@ -50,6 +50,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
          f'config.model.dropout_rate={config.model.dropout_rate!r} must be in [0, 1).')
   _check(0.0 <= config.stop_at_train_error < 1.0,
          f'config.stop_at_train_error={config.stop_at_train_error!r} must be in [0, 1).')
+  _check(config.dataset.scale_after_lighting > 0,
+         f'config.dataset.scale_after_lighting={config.dataset.scale_after_lighting!r} must be '
+         'positive.')
   _check(config.learning_rate > 0,
          f'config.learning_rate={config.learning_rate!r} must be positive.')
   _check(config.dataset.crop_size <= config.dataset.image_size,

@@ -61,6 +61,9 @@ def get_config(variant: str = 'imagenet') -> ml_collections.ConfigDict:
   config.dataset.pca_eigenvectors = ((-0.5675, 0.7192, 0.4009),
                                      (-0.5808, -0.0045, -0.8140),
                                      (-0.5836, -0.6948, 0.4203))
+  # Training images (minus the mean, plus the noise) are multiplied by this: 1 in the paper's
+  # text; the 2012 code scaled them by 1 / 1.1 after adding the noise.
+  config.dataset.scale_after_lighting = 1.0
   # Evaluation on ten crops (the four corners, the centre and their reflections) with their
   # softmax averaged, as the paper reports (Sec. 4.1), besides the centre crop; False: the
   # centre crop only (ten times less work).
@@ -88,6 +91,13 @@ def get_config(variant: str = 'imagenet') -> ml_collections.ConfigDict:
   # 'relu_norm_pool' (Sec. 3.5) or 'norm_pool_relu': the 2012 code's LRN saw conv1's maps before
   # the ReLU, which it applied after pooling.
   config.model.conv1_order = 'relu_norm_pool'
+  # The 2012 code normalised conv2's maps once more after LRN, spatially within each map
+  # (cuda-convnet's 'cnorm', models.contrast_norm). The constants are cuda-convnet's defaults
+  # (scale 1e-3, power 0.75) and a 5x5 window: the 2012 layer file's own are not known here.
+  config.model.conv2_contrast_norm = False
+  config.model.contrast_norm_size = 5
+  config.model.contrast_norm_scale = 1e-3
+  config.model.contrast_norm_power = 0.75
   config.model.dropout_rate = 0.5  # On the outputs of fc6 and fc7 (Sec. 4.2).
   config.model.num_towers = 2  # The two GPUs of Sec. 3.2: conv2, conv4, conv5 see their own tower.
   # Kernel counts of conv1-conv5 and fc6-fc7 for both towers together (Figure 2).

@@ -207,6 +207,9 @@ def test_a_reflected_example_is_the_mirror_image():
   np.testing.assert_array_equal(flipped, unflipped[:, :, ::-1])
   np.testing.assert_array_equal(input_pipeline.training_images(batch),
                                 np.where(batch['flip'][:, None, None, None], flipped, unflipped))
+  # The 2012 code's scaling after the noise multiplies the whole image.
+  np.testing.assert_allclose(input_pipeline.training_images(batch, 1 / 1.1),
+                             input_pipeline.training_images(batch) / 1.1, rtol=1e-6)
   # Without random_flip nothing is reflected.
   assert not _batch(_dataset_config(name='synthetic', image_size=10, crop_size=8,
                                     random_flip=False))['flip'].any()

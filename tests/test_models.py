@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from alexnet_jax import models
-from configs import default, relu_vs_tanh
+from alexnet_jax import models, report
+from configs import cuda_convnet, default, relu_vs_tanh
 
 LAYERS = ('conv1', 'conv2', 'conv3', 'conv4', 'conv5', 'fc6', 'fc7', 'fc8')
 
@@ -215,3 +215,55 @@ def test_init_std_overrides_set_those_layers_std():
   for name in LAYERS:
     want = 0.03 if name in ('conv3', 'conv4', 'conv5') else 0.01
     assert abs(float(jnp.std(params['params'][name]['kernel'])) - want) < 0.1 * want, name
+
+
+def test_the_2012_code_config_sets_every_switch():
+  config = cuda_convnet.get_config()
+  paper = default.get_config()
+  flat = lambda c: report.flatten(c.to_dict())
+  changed = {key for key, value in flat(config).items() if flat(paper).get(key) != value}
+  assert changed == {
+      'experiment', 'model.lrn_alpha_convention', 'model.conv1_order', 'model.conv2_contrast_norm',
+      'model.init_std_overrides', 'model.conv1_padding', 'dataset.crop_size',
+      'dataset.scale_after_lighting', 'bias_lr_multiplier', 'decay_biases', 'lr_schedule',
+      'num_epochs', 'lr_boundaries_epochs'}
+  assert config.lr_boundaries_epochs == (24, 51, 78) and config.num_epochs == 91
+  # Its network: the paper's 224-pixel input through conv1's padding, 55x55 maps as in Figure 2.
+  _, outputs = _layer_shapes(models.create_model(config.model, 1000), 224)
+  assert outputs['conv1'] == (2, 55, 55, 96)
+
+
+
+def contrast_norm_numpy(a, size, scale, power):
+  """cuda-convnet's cnorm as its kernel computes it: loops over each pixel's window, clipped."""
+  _, height, width, _ = a.shape
+  window = lambda v, y, x: v[:, max(0, y - size // 2):y - size // 2 + size,
+                             max(0, x - size // 2):x - size // 2 + size]
+  mean = np.zeros_like(a)
+  for y in range(height):
+    for x in range(width):
+      mean[:, y, x] = window(a, y, x).sum(axis=(1, 2)) / size**2
+  diffs_sq, b = (a - mean) ** 2, np.empty_like(a)
+  for y in range(height):
+    for x in range(width):
+      denominator = 1 + scale / size**2 * window(diffs_sq, y, x).sum(axis=(1, 2))
+      b[:, y, x] = a[:, y, x] * denominator ** -power
+  return b
+
+
+def test_contrast_norm_matches_cuda_convnets_formula():
+  a = np.random.default_rng(0).normal(0, 30, (2, 7, 6, 3))
+  for size in (3, 4, 5):
+    got = models.contrast_norm(jnp.asarray(a, jnp.float32), size=size, scale=0.01, power=0.75)
+    np.testing.assert_allclose(got, contrast_norm_numpy(a, size, 0.01, 0.75), rtol=1e-5)
+  # In the network: after conv2's LRN, no parameters of its own, and it changes the function.
+  small = dict(num_classes=10, conv_features=(16, 32, 48, 48, 32), fc_features=(64, 64))
+  images = jax.random.normal(jax.random.PRNGKey(1), (2, 67, 67, 3)) * 50
+  plain, normed = _model(**small), _model(**small, conv2_contrast_norm=True,
+                                          contrast_norm_scale=100.0)
+  params = _jit_init(normed)({'params': jax.random.PRNGKey(0)}, images)
+  params = jax.tree.map(lambda p: p * 5, params)  # Maps that vary enough to be normalised.
+  assert jax.tree.structure(params) == jax.tree.structure(
+      _jit_init(plain)({'params': jax.random.PRNGKey(0)}, images))
+  assert not np.allclose(_jit_apply(plain)(params, images), _jit_apply(normed)(params, images),
+                         rtol=1e-3)

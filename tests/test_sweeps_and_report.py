@@ -24,6 +24,7 @@ CONFIGS = {  # config: (variants, runs in its sweep)
     'pca_lighting': (('imagenet', 'imagenette'), 4),
     'dropout': (('imagenet', 'cifar10'), 4),
     'towers': (('imagenet', 'imagenette'), 4),
+    'cuda_convnet': (('imagenet', 'imagenette'), 1),
 }
 
 
