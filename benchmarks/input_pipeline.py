@@ -1,6 +1,7 @@
 r"""Images/s of the training input pipeline against a PIL + NumPy baseline doing the same work.
 
-  python benchmarks/input_pipeline.py [--images=DIR] [--num_images=1024] [--workers=N]
+  python benchmarks/input_pipeline.py [--images=DIR] [--num_images=1024] [--quality=90] \
+      [--workers=N]
 
 Both turn ImageNet-sized JPEGs into batches of 128 float32 224x224 crops: decode, rescale the
 shorter side to 256 and keep the central square, a random crop, a random reflection, minus the
@@ -8,8 +9,10 @@ mean RGB, plus PCA lighting noise. Ours is `input_pipeline.train_epoch` on an im
 training runs it, timed alone (the host's part) and with `training_images` (jitted), the part the
 step does on the device, run here on the same CPU. The baseline is PIL in a process pool of
 `--workers` processes (the number of CPU cores by default, tf.data's parallelism), batching in
-the main process as a PyTorch DataLoader does. Without --images, 500x375 JPEGs made from a
-real photo (`jpegs_from_a_photo`) are written to a temporary folder first. Each side makes a few
+the main process as a PyTorch DataLoader does. A textbook tf.data decode-resize-crop-flip
+pipeline is timed too, as a yardstick of the machine's speed at the time. Without --images,
+500x375 JPEGs made from a real photo (`jpegs_from_a_photo`) are written to a temporary folder
+first. Each side makes a few
 batches untimed, then --batches timed ones (going round the folder again as needed); the table
 shows the median of --repeats.
 """
@@ -29,9 +32,9 @@ BATCH = 128
 WARMUP = 3  # Batches before the clock starts: pools and threads started, files cached.
 
 
-def jpegs_from_a_photo(folder: str, num_images: int, size=(500, 375)) -> None:
+def jpegs_from_a_photo(folder: str, num_images: int, quality: int, size=(500, 375)) -> None:
   """ImageNet-like test images: random 4:3 views of a real photo (matplotlib's sample
-  grace_hopper.jpg), each mirrored or not and colour-shifted, at `size`, JPEG quality 90."""
+  grace_hopper.jpg), each mirrored or not and colour-shifted, at `size` and JPEG `quality`."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
   photo = Image.open(os.path.join(matplotlib.get_data_path(), 'sample_data', 'grace_hopper.jpg'))
@@ -47,7 +50,7 @@ def jpegs_from_a_photo(folder: str, num_images: int, size=(500, 375)) -> None:
     view = photo[top:top + height, left:left + width] * rng.uniform(0.7, 1.3, 3)
     view = view[:, ::-1] if rng.random() < 0.5 else view
     image = Image.fromarray(np.clip(view, 0, 255).astype(np.uint8)).resize(size, Image.BICUBIC)
-    image.save(os.path.join(class_dir, f'{i:05d}.jpg'), quality=90)
+    image.save(os.path.join(class_dir, f'{i:05d}.jpg'), quality=quality)
   os.makedirs(os.path.join(folder, 'validation', 'all'), exist_ok=True)
   os.link(os.path.join(class_dir, '00000.jpg'), os.path.join(folder, 'validation', 'all', 'a.jpg'))
 
@@ -83,6 +86,32 @@ def time_ours(folder: str, num_batches: int, repeats: int, with_step_part: bool)
     start = time.perf_counter()
     for batch in batches:  # Past the end of the folder it starts again (train_epoch repeats).
       assert images(batch).shape == (BATCH, 224, 224, 3)
+    rates.append(num_batches * BATCH / (time.perf_counter() - start))
+  return float(np.median(rates))
+
+
+def time_plain_tf_data(folder: str, num_batches: int, repeats: int) -> float:
+  """The textbook tf.data pipeline, as a yardstick of this machine's speed: decode the whole
+  JPEG, resize the shorter side to 256, random 224 crop, random reflection, batch."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  def example(path):
+    image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
+    size = tf.cast(tf.shape(image)[:2], tf.float32)
+    image = tf.image.resize(image, tf.cast(size * 256 / tf.reduce_min(size), tf.int32))
+    return tf.image.random_flip_left_right(tf.image.random_crop(image, [224, 224, 3]))
+
+  paths = tf.io.gfile.glob(os.path.join(folder, 'train', '*', '*'))
+  batches = tf.data.Dataset.from_tensor_slices(paths).repeat().map(
+      example, num_parallel_calls=tf.data.AUTOTUNE).batch(BATCH).prefetch(tf.data.AUTOTUNE)
+  batches = iter(batches)
+  rates = []
+  for _ in range(repeats):
+    for _ in range(WARMUP):
+      next(batches)
+    start = time.perf_counter()
+    for _ in range(num_batches):
+      assert next(batches).shape == (BATCH, 224, 224, 3)
     rates.append(num_batches * BATCH / (time.perf_counter() - start))
   return float(np.median(rates))
 
@@ -135,6 +164,7 @@ def main() -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--images', help='An image folder (DIR/train/CLASS/*.jpg) to read instead.')
   parser.add_argument('--num_images', type=int, default=1024, help='JPEGs to write.')
+  parser.add_argument('--quality', type=int, default=90, help='Their JPEG quality.')
   parser.add_argument('--workers', type=int, default=os.cpu_count())
   parser.add_argument('--batches', type=int, default=40, help='Timed batches of 128.')
   parser.add_argument('--repeats', type=int, default=3)
@@ -144,17 +174,20 @@ def main() -> None:
     folder = args.images
     if folder is None:
       folder = tmp
-      jpegs_from_a_photo(folder, args.num_images)
+      jpegs_from_a_photo(folder, args.num_images, args.quality)
     pil = time_pil(folder, args.batches, args.repeats, args.workers)
     ours = time_ours(folder, args.batches, args.repeats, with_step_part=False)
     ours_and_step = time_ours(folder, args.batches, args.repeats, with_step_part=True)
-  print(f'| 224x224 crops of 500x375 JPEGs, lighting on, {os.cpu_count()} cores | images/s '
-        '| / PIL |')
+    plain = time_plain_tf_data(folder, args.batches, args.repeats)
+  source = args.images or f'1,024 500x375 JPEGs at quality {args.quality}'
+  print(f'| 224x224 crops of {source}, lighting on, {os.cpu_count()} cores | images/s | / PIL |')
   print('|---|---|---|')
   print(f'| alexnet_jax: tf.data, the host\'s part | {ours:.0f} | {ours / pil:.2f} |')
   print(f'| alexnet_jax: tf.data + the step\'s part (`training_images`) on this CPU too '
         f'| {ours_and_step:.0f} | {ours_and_step / pil:.2f} |')
   print(f'| PIL + NumPy, {args.workers} processes | {pil:.0f} | 1.00 |')
+  print(f'| yardstick: plain tf.data decode-resize-crop-flip, no lighting or mean | {plain:.0f} '
+        f'| {plain / pil:.2f} |')
 
 
 if __name__ == '__main__':
