@@ -14,8 +14,8 @@ import math
 import os
 from typing import Any, Iterator
 
-import ml_collections
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import tensorflow as tf
 from absl import logging
@@ -219,7 +219,7 @@ def decode_and_resize(image: tf.Tensor, image_size: int, decoded: bool) -> tf.Te
   return tf.ensure_shape(image, [image_size, image_size, 3])
 
 
-def crop_offset(seed: tf.Tensor, *, image_size: int, crop_size: int,
+def crop_offset(seed: tf.Tensor | None, *, image_size: int, crop_size: int,
                 random_crop: bool) -> tf.Tensor:
   """[top, left] of a crop of the image_size square: uniform at random, or the centre."""
   if random_crop:
@@ -359,12 +359,14 @@ def steps_per_epoch(source: Source, global_batch_size: int, process_count: int) 
 def train_epoch(source: Source, config: ml_collections.ConfigDict, *, global_batch_size: int,
                 seed: int, epoch: int, num_batches: int, skip_batches: int = 0,
                 process_index: int = 0, process_count: int = 1,
-                cached: tf.data.Dataset | None = None) -> Iterator[dict[str, np.ndarray]]:
+                cached: tf.data.Dataset | None = None,
+                normalization: 'Normalization | None' = None) -> Iterator[dict[str, np.ndarray]]:
   """This process's rows of batches `skip_batches` to `num_batches` of one epoch: 'image',
   'shift' and 'flip' (`augment`, which `training_images` combines) and 'label'.
 
   The order and the crops depend only on (seed, epoch), so `skip_batches` resumes mid-epoch.
-  `cached` is the decoded training set kept in memory across epochs (`training_cache`).
+  `cached` is the decoded training set kept in memory across epochs (`training_cache`);
+  `normalization`, made once per run (it reads the stats file), or else from `config`.
   """
   local_batch_size = global_batch_size // process_count
   epoch_seed = seed * 1_000_003 + epoch
@@ -380,7 +382,7 @@ def train_epoch(source: Source, config: ml_collections.ConfigDict, *, global_bat
         .batch(global_batch_size, drop_remainder=True) \
         .map(lambda index, x: rows((index, x), first, local_batch_size)) \
         .unbatch()
-  normalization = Normalization.from_config(config)
+  normalization = normalization or Normalization.from_config(config)
   how = 'square' if cached is not None else 'decoded' if source.train.decoded else 'encoded'
 
   def preprocess(index, x):
@@ -429,15 +431,17 @@ def training_images(batch: dict[str, Any], scale: float = 1.0) -> Any:
 
 
 def eval_batches(source: Source, config: ml_collections.ConfigDict, *, batch_size: int,
-                 process_count: int = 1) -> tf.data.Dataset:
+                 process_count: int = 1,
+                 normalization: Normalization | None = None) -> tf.data.Dataset:
   """Every evaluation example once, padded with mask=0 to whole batches: its centre crop
   [crop, crop, 3], or with `config.ten_crop_eval` its ten crops [10, crop, crop, 3] (`ten_crops`),
   minus the mean."""
-  normalization = Normalization.from_config(config)
+  normalization = normalization or Normalization.from_config(config)
   examples = _decoded(source.eval, config)
   if config.cache:
     examples = examples.cache()
-  centre = tf.fill([2], (config.image_size - config.crop_size) // 2)
+  centre = crop_offset(None, image_size=config.image_size, crop_size=config.crop_size,
+                       random_crop=False)
 
   def crops(x):
     image = tf.cast(x['image'], tf.float32) - normalization.mean

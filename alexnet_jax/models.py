@@ -37,6 +37,13 @@ def lrn_alpha(alpha: float, n: int, convention: str) -> float:
   return {'paper': alpha, 'cuda_convnet': alpha / n}[convention]
 
 
+def _module_lrn(module: nn.Module, x: jax.Array, num_groups: int = 1) -> jax.Array:
+  """LRN with a network's lrn_k, lrn_n, lrn_alpha (in its convention) and lrn_beta."""
+  alpha = lrn_alpha(module.lrn_alpha, module.lrn_n, module.lrn_alpha_convention)
+  return local_response_norm(x, k=module.lrn_k, n=module.lrn_n, alpha=alpha,
+                             beta=module.lrn_beta, num_groups=num_groups)
+
+
 def _axis_size(axis: str | None) -> int:
   return 1 if axis is None else lax.axis_size(axis)
 
@@ -215,9 +222,7 @@ class AlexNet(nn.Module):
     def norm(x):
       if not self.lrn:
         return x
-      alpha = lrn_alpha(self.lrn_alpha, self.lrn_n, self.lrn_alpha_convention)
-      return local_response_norm(x, k=self.lrn_k, n=self.lrn_n, alpha=alpha,
-                                 beta=self.lrn_beta, num_groups=local_towers)
+      return _module_lrn(self, x, num_groups=local_towers)
 
     def pool(x):
       return nn.max_pool(x, (self.pool_size,) * 2, (self.pool_stride,) * 2, 'VALID')
@@ -285,9 +290,7 @@ class CifarNet(nn.Module):
                name=name)(x)
       x = nn.max_pool(act(x), (self.pool_size,) * 2, (self.pool_stride,) * 2, 'SAME')
       if self.lrn:
-        x = local_response_norm(
-            x, k=self.lrn_k, n=self.lrn_n, beta=self.lrn_beta,
-            alpha=lrn_alpha(self.lrn_alpha, self.lrn_n, self.lrn_alpha_convention))
+        x = _module_lrn(self, x)
     for i, num_features in enumerate((*self.fc_features, self.num_classes)):
       name = f'fc{len(self.conv_features) + i + 1}'
       is_classifier = i == len(self.fc_features)

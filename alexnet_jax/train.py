@@ -360,7 +360,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   writer = MetricsWriter(workdir, is_chief, start_step=step)
   local_eval_batch = config.eval_batch_size // process_count
   cache = input_pipeline.training_cache(source, config.dataset)
+  normalization = input_pipeline.Normalization.from_config(config.dataset)
   eval_batches = input_pipeline.eval_batches(source, config.dataset, batch_size=local_eval_batch,
+                                             normalization=normalization,
                                              process_count=process_count)
   unchecked: list[tuple[int, dict[str, jax.Array]]] = []  # Steps whose metrics are on device.
 
@@ -384,7 +386,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         batches = input_pipeline.train_epoch(
             source, config.dataset, global_batch_size=config.batch_size, seed=config.seed,
             epoch=epoch, num_batches=steps_per_epoch, skip_batches=skip,
-            process_index=process_index, process_count=process_count, cached=cache)
+            process_index=process_index, process_count=process_count, cached=cache,
+            normalization=normalization)
         log_start, log_step = time.time(), step
         for batch in batches:
           state, metrics = train_fn(state, global_batch(batch, mesh))

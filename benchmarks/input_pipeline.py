@@ -12,9 +12,8 @@ step does on the device, run here on the same CPU. The baseline is PIL in a proc
 the main process as a PyTorch DataLoader does. A textbook tf.data decode-resize-crop-flip
 pipeline is timed too, as a yardstick of the machine's speed at the time. Without --images,
 500x375 JPEGs made from a real photo (`jpegs_from_a_photo`) are written to a temporary folder
-first. Each side makes a few
-batches untimed, then --batches timed ones (going round the folder again as needed); the table
-shows the median of --repeats.
+first. Each side makes a few batches untimed, then --batches timed ones (going round the folder
+again as needed); the table shows the median of --repeats.
 """
 
 import argparse
@@ -23,6 +22,7 @@ import os
 import sys
 import tempfile
 import time
+from typing import Callable
 
 import numpy as np
 
@@ -63,6 +63,22 @@ def dataset_config(folder: str):
   return config
 
 
+def median_rate(make_batch: Callable[[int], Callable[[], np.ndarray]], num_batches: int,
+                repeats: int) -> float:
+  """Images/s, median over `repeats`: make_batch(repeat) gives a function returning the next
+  batch of images; WARMUP batches go untimed, then num_batches are timed."""
+  rates = []
+  for repeat in range(repeats):
+    next_batch = make_batch(repeat)
+    for _ in range(WARMUP):
+      next_batch()
+    start = time.perf_counter()
+    for _ in range(num_batches):
+      assert next_batch().shape == (BATCH, 224, 224, 3)
+    rates.append(num_batches * BATCH / (time.perf_counter() - start))
+  return float(np.median(rates))
+
+
 def time_ours(folder: str, num_batches: int, repeats: int, with_step_part: bool) -> float:
   """tf.data's batches; `with_step_part`, also the step's `training_images` (adding the mean and
   the noise, reflecting), which runs on the accelerator in training but here on the same CPU."""
@@ -72,22 +88,15 @@ def time_ours(folder: str, num_batches: int, repeats: int, with_step_part: bool)
   source = input_pipeline.create_source(config)
   training_images = jax.jit(input_pipeline.training_images)
 
-  def images(batch):
-    if with_step_part:
-      return training_images(batch).block_until_ready()
-    return batch['image']
-
-  rates = []
-  for epoch in range(repeats):
+  def make_batch(repeat):
+    # Past the end of the folder it starts again (train_epoch repeats).
     batches = input_pipeline.train_epoch(source, config, global_batch_size=BATCH, seed=0,
-                                         epoch=epoch, num_batches=num_batches + WARMUP)
-    for _ in range(WARMUP):
-      images(next(batches))
-    start = time.perf_counter()
-    for batch in batches:  # Past the end of the folder it starts again (train_epoch repeats).
-      assert images(batch).shape == (BATCH, 224, 224, 3)
-    rates.append(num_batches * BATCH / (time.perf_counter() - start))
-  return float(np.median(rates))
+                                         epoch=repeat, num_batches=num_batches + WARMUP)
+    if with_step_part:
+      return lambda: training_images(next(batches)).block_until_ready()
+    return lambda: next(batches)['image']
+
+  return median_rate(make_batch, num_batches, repeats)
 
 
 def time_plain_tf_data(folder: str, num_batches: int, repeats: int) -> float:
@@ -102,18 +111,9 @@ def time_plain_tf_data(folder: str, num_batches: int, repeats: int) -> float:
     return tf.image.random_flip_left_right(tf.image.random_crop(image, [224, 224, 3]))
 
   paths = tf.io.gfile.glob(os.path.join(folder, 'train', '*', '*'))
-  batches = tf.data.Dataset.from_tensor_slices(paths).repeat().map(
-      example, num_parallel_calls=tf.data.AUTOTUNE).batch(BATCH).prefetch(tf.data.AUTOTUNE)
-  batches = iter(batches)
-  rates = []
-  for _ in range(repeats):
-    for _ in range(WARMUP):
-      next(batches)
-    start = time.perf_counter()
-    for _ in range(num_batches):
-      assert next(batches).shape == (BATCH, 224, 224, 3)
-    rates.append(num_batches * BATCH / (time.perf_counter() - start))
-  return float(np.median(rates))
+  batches = iter(tf.data.Dataset.from_tensor_slices(paths).repeat().map(
+      example, num_parallel_calls=tf.data.AUTOTUNE).batch(BATCH).prefetch(tf.data.AUTOTUNE))
+  return median_rate(lambda _: lambda: next(batches), num_batches, repeats)
 
 
 def pil_example(args) -> np.ndarray:
@@ -142,21 +142,16 @@ def time_pil(folder: str, num_batches: int, repeats: int, workers: int) -> float
   paths = sorted(os.path.join(class_dir, f) for f in os.listdir(class_dir))
   constants = (np.asarray(config.mean_rgb, np.float32), config.pca_std,
                np.asarray(config.pca_eigenvalues), np.asarray(config.pca_eigenvectors))
-  rates = []
   with multiprocessing.get_context('fork').Pool(workers) as pool:
-    for epoch in range(repeats):
-      order = np.random.default_rng(epoch).permutation(len(paths))
-      tasks = [(paths[order[i % len(paths)]], epoch * 10**6 + i, *constants)
+
+    def make_batch(repeat):
+      order = np.random.default_rng(repeat).permutation(len(paths))
+      tasks = [(paths[order[i % len(paths)]], repeat * 10**6 + i, *constants)
                for i in range((num_batches + WARMUP) * BATCH)]
       examples = pool.imap(pil_example, tasks, chunksize=8)
-      batch = lambda: np.stack([next(examples) for _ in range(BATCH)])
-      for _ in range(WARMUP):
-        batch()
-      start = time.perf_counter()
-      for _ in range(num_batches):
-        assert batch().shape == (BATCH, 224, 224, 3)
-      rates.append(num_batches * BATCH / (time.perf_counter() - start))
-  return float(np.median(rates))
+      return lambda: np.stack([next(examples) for _ in range(BATCH)])
+
+    return median_rate(make_batch, num_batches, repeats)
 
 
 def main() -> None:
@@ -179,7 +174,7 @@ def main() -> None:
     ours = time_ours(folder, args.batches, args.repeats, with_step_part=False)
     ours_and_step = time_ours(folder, args.batches, args.repeats, with_step_part=True)
     plain = time_plain_tf_data(folder, args.batches, args.repeats)
-  source = args.images or f'1,024 500x375 JPEGs at quality {args.quality}'
+  source = args.images or f'{args.num_images:,} 500x375 JPEGs at quality {args.quality}'
   print(f'| 224x224 crops of {source}, lighting on, {os.cpu_count()} cores | images/s | / PIL |')
   print('|---|---|---|')
   print(f'| alexnet_jax: tf.data, the host\'s part | {ours:.0f} | {ours / pil:.2f} |')

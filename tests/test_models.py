@@ -12,6 +12,8 @@ from alexnet_jax import models, report
 from configs import cuda_convnet, default, relu_vs_tanh
 
 LAYERS = ('conv1', 'conv2', 'conv3', 'conv4', 'conv5', 'fc6', 'fc7', 'fc8')
+# The paper's layout with few kernels, for tests that run the network on 67x67 images.
+SMALL = dict(num_classes=10, conv_features=(16, 32, 48, 48, 32), fc_features=(64, 64))
 
 
 def _model(num_classes=1000, **overrides):
@@ -130,7 +132,7 @@ def _jit_apply(model):
 
 
 def test_tower_convolutions_equal_grouped_convolution():
-  model = _model(num_classes=10, conv_features=(16, 32, 48, 48, 32), fc_features=(64, 64))
+  model = _model(**SMALL)
   # 67x67: the smallest input that leaves every layer a map to convolve; quick to run.
   images = jax.random.normal(jax.random.PRNGKey(1), (2, 67, 67, 3)) * 50
   params = _jit_init(model)({'params': jax.random.PRNGKey(0)}, images)['params']
@@ -161,8 +163,7 @@ def test_dropout_scales_kept_units_and_drops_at_the_rate():
 
 def test_tanh_switch_changes_the_function():
   images = jax.random.normal(jax.random.PRNGKey(1), (2, 67, 67, 3)) * 50
-  small = dict(num_classes=10, conv_features=(16, 32, 48, 48, 32), fc_features=(64, 64))
-  relu, tanh = _model(**small), _model(**small, activation='tanh')
+  relu, tanh = _model(**SMALL), _model(**SMALL, activation='tanh')
   params = _jit_init(relu)({'params': jax.random.PRNGKey(0)}, images)
   assert not np.allclose(_jit_apply(relu)(params, images), _jit_apply(tanh)(params, images))
 
@@ -178,16 +179,15 @@ def maxpool_numpy(x, size=3, stride=2):
 
 
 def test_conv1_orders_and_lrn_conventions_equal_their_numpy_compositions():
-  small = dict(num_classes=10, conv_features=(16, 32, 48, 48, 32), fc_features=(64, 64))
   images = jax.random.normal(jax.random.PRNGKey(1), (2, 67, 67, 3)) * 50
-  params = _jit_init(_model(**small))({'params': jax.random.PRNGKey(0)}, images)['params']
+  params = _jit_init(_model(**SMALL))({'params': jax.random.PRNGKey(0)}, images)['params']
   # Larger conv1 weights, so that LRN's denominator is far from k and the conventions differ.
   params = {**params, 'conv1': jax.tree.map(lambda p: p * 5, params['conv1'])}
   relu = lambda x: np.maximum(x, 0)
   outputs = {}
   for order in models.CONV1_ORDERS:
     for convention, alpha in (('paper', 1e-4), ('cuda_convnet', 1e-4 / 5)):
-      model = _model(**small, conv1_order=order, lrn_alpha_convention=convention)
+      model = _model(**SMALL, conv1_order=order, lrn_alpha_convention=convention)
       _, state = jax.jit(functools.partial(model.apply, train=False, capture_intermediates=True))(
           {'params': params}, images)
       conv1, conv2 = (np.asarray(state['intermediates'][name]['__call__'][0])
@@ -209,7 +209,7 @@ def test_conv1_orders_and_lrn_conventions_equal_their_numpy_compositions():
 
 
 def test_init_std_overrides_set_those_layers_std():
-  model = _model(num_classes=10, conv_features=(16, 32, 48, 48, 32), fc_features=(64, 64),
+  model = _model(**SMALL,
                  init_std_overrides=(('conv3', 0.03), ('conv4', 0.03), ('conv5', 0.03)))
   params = _jit_init(model)({'params': jax.random.PRNGKey(0)}, jnp.zeros((1, 67, 67, 3)))
   for name in LAYERS:
@@ -257,9 +257,8 @@ def test_contrast_norm_matches_cuda_convnets_formula():
     got = models.contrast_norm(jnp.asarray(a, jnp.float32), size=size, scale=0.01, power=0.75)
     np.testing.assert_allclose(got, contrast_norm_numpy(a, size, 0.01, 0.75), rtol=1e-5)
   # In the network: after conv2's LRN, no parameters of its own, and it changes the function.
-  small = dict(num_classes=10, conv_features=(16, 32, 48, 48, 32), fc_features=(64, 64))
   images = jax.random.normal(jax.random.PRNGKey(1), (2, 67, 67, 3)) * 50
-  plain, normed = _model(**small), _model(**small, conv2_contrast_norm=True,
+  plain, normed = _model(**SMALL), _model(**SMALL, conv2_contrast_norm=True,
                                           contrast_norm_scale=100.0)
   params = _jit_init(normed)({'params': jax.random.PRNGKey(0)}, images)
   params = jax.tree.map(lambda p: p * 5, params)  # Maps that vary enough to be normalised.
