@@ -42,6 +42,7 @@ def main(argv: list[str]) -> None:
 
   try:
     validation.validate_config(FLAGS.config)
+    parallel.set_cpu_devices(FLAGS.config)
     started = parallel.initialize_distributed(FLAGS.config.distributed)
     if started:
       absl_logging.info('jax.distributed: process %d of %d (%s).', jax.process_index(),

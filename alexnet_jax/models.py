@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from alexnet_jax import cpu_ops
+
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {'relu': nn.relu, 'tanh': jnp.tanh}
 CONV1_PADDINGS = {'valid': ((0, 0), (0, 0)), 'cuda_convnet': ((2, 1), (2, 1))}
 # What LRN's alpha multiplies: the sum of squares (the paper's text) or their mean over the n
@@ -30,6 +32,9 @@ LRN_ALPHA_CONVENTIONS = ('paper', 'cuda_convnet')
 # LRN saw the maps before the ReLU, applied after pooling.
 CONV1_ORDERS = ('relu_norm_pool', 'norm_pool_relu')
 ALEXNET_LAYERS = ('conv1', 'conv2', 'conv3', 'conv4', 'conv5', 'fc6', 'fc7', 'fc8')
+# How convolution, pooling and LRN are differentiated: XLA's own gradients, or `cpu_ops`' (the
+# same functions, their gradients reformulated for XLA:CPU); 'auto' takes 'cpu' on the CPU.
+OPS = ('auto', 'xla', 'cpu')
 
 
 def lrn_alpha(alpha: float, n: int, convention: str) -> float:
@@ -40,8 +45,18 @@ def lrn_alpha(alpha: float, n: int, convention: str) -> float:
 def _module_lrn(module: nn.Module, x: jax.Array, num_groups: int = 1) -> jax.Array:
   """LRN with a network's lrn_k, lrn_n, lrn_alpha (in its convention) and lrn_beta."""
   alpha = lrn_alpha(module.lrn_alpha, module.lrn_n, module.lrn_alpha_convention)
+  if module.ops == 'cpu':
+    return cpu_ops.local_response_norm(x, module.lrn_k, module.lrn_n, alpha, module.lrn_beta,
+                                       num_groups)
   return local_response_norm(x, k=module.lrn_k, n=module.lrn_n, alpha=alpha,
                              beta=module.lrn_beta, num_groups=num_groups)
+
+
+def max_pool(x: jax.Array, window: int, stride: int, padding: str, ops: str) -> jax.Array:
+  if ops == 'cpu':
+    return cpu_ops.max_pool(x, window, stride,
+                            cpu_ops.explicit_padding(padding, x.shape[1:3], window, stride))
+  return nn.max_pool(x, (window, window), (stride, stride), padding)
 
 
 def _axis_size(axis: str | None) -> int:
@@ -106,6 +121,7 @@ class Conv(nn.Module):
   model_axis: str | None = None
   init_std: float = 0.01
   bias_init: float = 0.0
+  ops: str = 'xla'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -116,9 +132,14 @@ class Conv(nn.Module):
     kernel = self.param('kernel', nn.initializers.normal(self.init_std),
                         (self.kernel_size, self.kernel_size, x.shape[-1] // groups, local_features))
     bias = self.param('bias', nn.initializers.constant(self.bias_init), (local_features,))
-    conv = lambda inputs, w: lax.conv_general_dilated(
-        inputs, w, (self.stride, self.stride), self.padding,
-        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    if self.ops == 'cpu':
+      padding = cpu_ops.explicit_padding(self.padding, x.shape[1:3], self.kernel_size,
+                                         self.stride)
+      conv = lambda inputs, w: cpu_ops.conv(inputs, w, self.stride, padding)
+    else:
+      conv = lambda inputs, w: lax.conv_general_dilated(
+          inputs, w, (self.stride, self.stride), self.padding,
+          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     outputs = [conv(xs, ws) for xs, ws in zip(jnp.split(x, groups, axis=-1),
                                                jnp.split(kernel, groups, axis=-1))]
     return jnp.concatenate(outputs, axis=-1) + bias
@@ -192,6 +213,7 @@ class AlexNet(nn.Module):
   # (layer, std) pairs that replace init_std for those layers, e.g. (('conv3', 0.03),).
   init_std_overrides: Sequence[tuple[str, float]] = ()
   bias_one_layers: Sequence[str] = ('conv2', 'conv4', 'conv5', 'fc6', 'fc7')
+  ops: str = 'xla'  # 'xla' or 'cpu' (OPS; create_model resolves 'auto').
   data_axis: str | None = None
   model_axis: str | None = None
 
@@ -212,7 +234,7 @@ class AlexNet(nn.Module):
       return Conv(features[index], kernel_size, stride, padding, inputs=inputs,
                   num_local_towers=local_towers, model_axis=self.model_axis,
                   init_std=init_stds[name], bias_init=float(name in self.bias_one_layers),
-                  name=name)
+                  ops=self.ops, name=name)
 
     def dense(name, num_features, sharded=True):
       return Dense(num_features, sharded=sharded, model_axis=self.model_axis,
@@ -225,7 +247,7 @@ class AlexNet(nn.Module):
       return _module_lrn(self, x, num_groups=local_towers)
 
     def pool(x):
-      return nn.max_pool(x, (self.pool_size,) * 2, (self.pool_stride,) * 2, 'VALID')
+      return max_pool(x, self.pool_size, self.pool_stride, 'VALID', self.ops)
 
     def drop(x):
       if not train or self.dropout_rate == 0.0:
@@ -272,6 +294,7 @@ class CifarNet(nn.Module):
   dropout_rate: float = 0.0
   init_std: float = 0.01
   bias_one_layers: Sequence[str] = ()
+  ops: str = 'xla'  # 'xla' or 'cpu' (OPS; create_model resolves 'auto').
   data_axis: str | None = None
   model_axis: str | None = None
 
@@ -287,8 +310,8 @@ class CifarNet(nn.Module):
       x = Conv(num_features, self.kernel_size, padding='SAME',
                inputs='image' if i == 0 else 'all_towers', model_axis=self.model_axis,
                init_std=self.init_std, bias_init=float(name in self.bias_one_layers),
-               name=name)(x)
-      x = nn.max_pool(act(x), (self.pool_size,) * 2, (self.pool_stride,) * 2, 'SAME')
+               ops=self.ops, name=name)(x)
+      x = max_pool(act(x), self.pool_size, self.pool_stride, 'SAME', self.ops)
       if self.lrn:
         x = _module_lrn(self, x)
     for i, num_features in enumerate((*self.fc_features, self.num_classes)):
@@ -317,4 +340,6 @@ def create_model(model_config, num_classes: int, *, data_axis: str | None = None
   # Lists (from JSON or the command line) become tuples: module attributes must be hashable.
   as_tuple = lambda v: tuple(as_tuple(x) for x in v) if isinstance(v, (list, tuple)) else v
   kwargs = {k: as_tuple(v) for k, v in kwargs.items()}
+  if kwargs.get('ops') == 'auto':
+    kwargs['ops'] = 'cpu' if jax.default_backend() == 'cpu' else 'xla'
   return cls(num_classes=num_classes, data_axis=data_axis, model_axis=model_axis, **kwargs)

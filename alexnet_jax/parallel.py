@@ -32,6 +32,26 @@ def mesh_shape(num_data: int, num_model: int, num_devices: int) -> tuple[int, in
   return num_data, num_model
 
 
+def cpu_device_count(requested: int, num_cores: int, batch_sizes: tuple[int, ...]) -> int:
+  """`requested` CPU devices, or for -1 the most, up to one per core, that divide every batch
+  size (config.mesh.cpu_devices)."""
+  if requested > 0:
+    return requested
+  return max(n for n in range(1, max(num_cores, 1) + 1)
+             if all(size % n == 0 for size in batch_sizes))
+
+
+def set_cpu_devices(config: Any, environ: Mapping[str, str] = os.environ) -> int | None:
+  """Splits the CPU into config.mesh.cpu_devices devices unless XLA_FLAGS already does; the
+  count set, or None. Must run before anything touches the devices."""
+  if 'xla_force_host_platform_device_count' in environ.get('XLA_FLAGS', ''):
+    return None
+  count = cpu_device_count(config.mesh.cpu_devices, os.cpu_count() or 1,
+                           (config.batch_size, config.eval_batch_size))
+  jax.config.update('jax_num_cpu_devices', count)
+  return count
+
+
 def create_mesh(num_data: int, num_model: int) -> Mesh:
   """A ('data', 'model') mesh over the first data x model devices."""
   shape = mesh_shape(num_data, num_model, jax.device_count())

@@ -31,6 +31,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _one_of(config, 'model.conv1_padding', models.CONV1_PADDINGS)
   _one_of(config, 'model.lrn_alpha_convention', models.LRN_ALPHA_CONVENTIONS)
   _one_of(config, 'model.conv1_order', models.CONV1_ORDERS)
+  _one_of(config, 'model.ops', models.OPS)
   for layer, std in config.model.init_std_overrides:
     _check(layer in models.ALEXNET_LAYERS and std > 0,
            f'config.model.init_std_overrides has ({layer!r}, {std!r}); each pair must name one '
@@ -46,6 +47,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     value = (config[section] if section else config)[name]
     _check(isinstance(value, int) and value >= 1,
            f'config.{key}={value!r} must be a positive integer.')
+  _check(config.mesh.cpu_devices == -1 or config.mesh.cpu_devices >= 1,
+         f'config.mesh.cpu_devices={config.mesh.cpu_devices!r} must be -1 (one per core) or a '
+         'positive integer.')
   _check(0.0 <= config.model.dropout_rate < 1.0,
          f'config.model.dropout_rate={config.model.dropout_rate!r} must be in [0, 1).')
   _check(0.0 <= config.stop_at_train_error < 1.0,

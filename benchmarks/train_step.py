@@ -1,7 +1,8 @@
 r"""Images/s of one full training step, JAX (this project's step) beside PyTorch, same networks.
 
   pip install -r requirements-bench.txt
-  python benchmarks/train_step.py [--networks=alexnet,cifar] [--batch_size=128] [--steps=5]
+  python benchmarks/train_step.py [--networks=alexnet,cifar] [--batch_size=128] [--steps=5] \
+      [--cpu_devices=-1] [--mesh=-1,1] [--ops=auto]
 
 (a) The paper's AlexNet, two towers, 227x227; (b) the Figure-1 CIFAR-10 net, 32x32. Float32,
 forward + backward + the SGD update, after two warm-up steps, the median of --steps. JAX runs
@@ -9,6 +10,10 @@ forward + backward + the SGD update, after two warm-up steps, the median of --st
 (grouped convolutions for the towers, LRN with the paper's constants, 3/2 max pooling, dropout
 0.5) with torch.optim.SGD (momentum 0.9, weight decay 5e-4), on as many threads as cores.
 GFLOP/s uses XLA's count of the step's floating-point operations for both.
+
+JAX runs as `main` does: the CPU split into one device per core (config.mesh.cpu_devices; XLA:CPU
+runs a convolution on one core), the batch over them as data replicas, and `cpu_ops`' gradients
+(config.model.ops). --cpu_devices=1 --mesh=1,1 --ops=xla is the plain single-device step.
 """
 
 import argparse
@@ -52,12 +57,13 @@ def time_steps(step, steps: int) -> float:
   return statistics.median(times)
 
 
-def jax_step(name: str, batch_size: int):
-  """(a zero-argument step, its FLOPs) for the JAX network `name`."""
+def jax_step(name: str, batch_size: int, mesh_shape: tuple[int, int], ops: str):
+  """(a zero-argument step, its FLOPs over all devices) for the JAX network `name`."""
   config = NETWORKS[name]()
   config.batch_size = batch_size
+  config.model.ops = ops
   size, num_classes = config.dataset.crop_size, 1000 if name == 'alexnet' else 10
-  mesh = parallel.create_mesh(1, 1)
+  mesh = parallel.create_mesh(*mesh_shape)
   state, specs = train.create_train_state(config, models.create_model(config.model, num_classes),
                                           (size, size, 3), mesh)
   model = models.create_model(config.model, num_classes, data_axis=parallel.DATA_AXIS,
@@ -65,11 +71,15 @@ def jax_step(name: str, batch_size: int):
   train_fn, _ = train.make_steps(config, model, mesh, specs, steps_per_epoch=1000)
   rng = np.random.default_rng(0)
   batch = train.global_batch(
-      {'image': rng.normal(0, 50, (batch_size, size, size, 3)).astype(np.float32),
+      {'image': rng.integers(0, 256, (batch_size, size, size, 3)).astype(np.uint8),
+       'shift': rng.normal(-120, 5, (batch_size, 3)).astype(np.float32),
+       'flip': rng.integers(0, 2, batch_size).astype(bool),
        'label': rng.integers(0, num_classes, batch_size).astype(np.int32)}, mesh)
   with jax.set_mesh(mesh):
     cost = train_fn.lower(state, batch).compile().cost_analysis()
-  flops = float((cost[0] if isinstance(cost, list) else cost).get('flops', float('nan')))
+  # XLA counts one device's share of the shard_mapped step.
+  cost = cost[0] if isinstance(cost, list) else cost
+  flops = mesh.size * float(cost.get('flops', float('nan')))
   holder = [state]
 
   def step():
@@ -126,14 +136,21 @@ def main() -> None:
   parser.add_argument('--networks', default='alexnet,cifar')
   parser.add_argument('--batch_size', type=int, default=128)
   parser.add_argument('--steps', type=int, default=5)
+  parser.add_argument('--mesh', default='-1,1', help='data,model (config.mesh).')
+  parser.add_argument('--cpu_devices', type=int, default=-1, help='config.mesh.cpu_devices.')
+  parser.add_argument('--ops', default='auto', choices=models.OPS, help='config.model.ops.')
   args = parser.parse_args()
+  jax.config.update('jax_num_cpu_devices', parallel.cpu_device_count(
+      args.cpu_devices, os.cpu_count() or 1, (args.batch_size,)))
+  mesh_shape = tuple(map(int, args.mesh.split(',')))
   peak, cpu = peak_gflops()
   print(f'{cpu}, {os.cpu_count()} cores, float32 peak ~{peak:.0f} GFLOP/s; jax '
-        f'{jax.__version__}; batch {args.batch_size}, median of {args.steps} steps\n')
+        f'{jax.__version__} on {jax.device_count()} CPU devices, mesh {args.mesh}, ops '
+        f'{args.ops}; batch {args.batch_size}, median of {args.steps} steps\n')
   print('| network | JAX images/s | PyTorch images/s | JAX / PyTorch | JAX GFLOP/s | '
         'PyTorch GFLOP/s |\n|---|---|---|---|---|---|')
   for name in args.networks.split(','):
-    step, flops = jax_step(name, args.batch_size)
+    step, flops = jax_step(name, args.batch_size, mesh_shape, args.ops)
     jax_seconds = time_steps(step, args.steps)
     step, torch_version = torch_step(name, args.batch_size)
     torch_seconds = time_steps(step, args.steps)

@@ -59,8 +59,12 @@ def network_batch(batch):
 
 
 def single_device_reference(config, params, batch, dropout_key):
-  """The plain grouped network on one device, with no mesh: logits, loss, grads, next params."""
-  model = models.create_model(config.model, 10)
+  """The plain grouped network on one device, with no mesh: logits, loss, grads, next params.
+  XLA's own gradients (model.ops='xla'), so that the meshes, which take cpu_ops' on the CPU,
+  are held to them too."""
+  model_config = config.model.copy_and_resolve_references()
+  model_config.ops = 'xla'
+  model = models.create_model(model_config, 10)
 
   def loss_fn(p):
     logits = model.apply({'params': p}, batch['image'], train=True, rngs={'dropout': dropout_key})
@@ -88,6 +92,7 @@ def test_every_mesh_matches_the_single_device_network():
     mesh = parallel.create_mesh(num_data, num_model)
     state, specs = train.create_train_state(config, base_model, (IMAGE, IMAGE, 3), mesh)
     model = models.create_model(config.model, 10, data_axis='data', model_axis='model')
+    assert model.ops == 'cpu'
 
     def forward(p, b, key):
       loss, logits, grads = train.loss_and_grads(p, b, key, model=model)
@@ -184,6 +189,19 @@ def test_mesh_shape_resolution():
   assert parallel.mesh_shape(1, 1, 8) == (1, 1)
   with pytest.raises(ValueError, match='does not fit'):
     parallel.mesh_shape(4, 4, 8)
+
+
+def test_cpu_device_count():
+  # -1: one device per core, down to a count that divides every batch size.
+  assert parallel.cpu_device_count(-1, 2, (128, 500)) == 2
+  assert parallel.cpu_device_count(-1, 96, (128, 128)) == 64
+  assert parallel.cpu_device_count(-1, 6, (128, 100)) == 4
+  assert parallel.cpu_device_count(3, 2, (128,)) == 3  # Asked for: kept (validation checks it).
+  # XLA_FLAGS that already split the CPU win (this test process has 8 devices from them).
+  config = default.get_config()
+  assert parallel.set_cpu_devices(
+      config, {'XLA_FLAGS': '--xla_force_host_platform_device_count=8'}) is None
+  assert jax.device_count() == 8
 
 
 TINY_RUN_FLAGS = [

@@ -146,6 +146,10 @@ def test_a_checkpoint_of_another_network_is_refused_untouched(tmp_path):
      r"config.model.conv1_order='pool_relu' is not allowed; use one of \['relu_norm_pool', "),
     ({'model.init_std_overrides': (('conv9', 0.03),)},
      r"config.model.init_std_overrides has \('conv9', 0.03\); each pair must name one of"),
+    ({'model.ops': 'gpu'},
+     r"config.model.ops='gpu' is not allowed; use one of \['auto', 'xla', 'cpu'\]"),
+    ({'mesh.cpu_devices': 0},
+     r'config.mesh.cpu_devices=0 must be -1 \(one per core\) or a positive integer'),
 ])
 def test_bad_configs_name_the_keys_and_values(tmp_path, overrides, message):
   workdir = tmp_path / 'run'

@@ -16,13 +16,13 @@ from alexnet_jax.run_folder import Run
 from launch import local, slurm, sweep
 from tests.test_train import REPO, read_metrics
 
-CONFIGS = {  # config: (variants, runs in its sweep)
+CONFIGS = {  # config: (variants, runs in its sweep: one number for all, or one per variant)
     'default': (('imagenet', 'imagenette'), 1),
-    'relu_vs_tanh': ((None,), 12),
+    'relu_vs_tanh': ((None,), 4),
     'lrn': (('imagenet', 'imagenette', 'cifar10'), 4),
     'overlapping_pooling': (('imagenet', 'imagenette'), 4),
     'pca_lighting': (('imagenet', 'imagenette'), 4),
-    'dropout': (('imagenet', 'cifar10'), 4),
+    'dropout': (('imagenet', 'cifar10'), (4, 2)),
     'towers': (('imagenet', 'imagenette'), 4),
     'cuda_convnet': (('imagenet', 'imagenette'), 1),
 }
@@ -30,9 +30,10 @@ CONFIGS = {  # config: (variants, runs in its sweep)
 
 @pytest.mark.parametrize('name', sorted(CONFIGS))
 def test_every_config_loads_and_its_sweep_expands(name):
-  variants, num_runs = CONFIGS[name]
+  variants, counts = CONFIGS[name]
   module = __import__(f'configs.{name}', fromlist=['get_config'])
-  for variant in variants:
+  counts = counts if isinstance(counts, tuple) else (counts,) * len(variants)
+  for variant, num_runs in zip(variants, counts):
     config = module.get_config(variant) if variant else module.get_config()
     validation.validate_config(config)
     assert config.experiment == name
