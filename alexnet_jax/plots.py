@@ -44,6 +44,33 @@ def error_curves(runs: Sequence[Run], title: str, path: str) -> None:
   plt.close(fig)
 
 
+def figure1(runs: Sequence[Run], target: float, path: str) -> None:
+  """Figure 1's plot: training error (over each epoch's mini-batches) against epochs, ReLU runs
+  solid and tanh runs dashed, one colour per learning rate, and the target as a dotted line."""
+  fig, ax = plt.subplots(figsize=(6, 4), dpi=80)
+  rates = sorted({run.config['learning_rate'] for run in runs})
+  for run in sorted(runs, key=lambda r: (r.config['model']['activation'],
+                                         r.config['learning_rate'], r.config['seed'])):
+    activation = run.config['model']['activation']
+    rate = run.config['learning_rate']
+    ax.plot(run.history.get('epoch', []), run.history.get('train_epoch_error', []),
+            color=f'C{rates.index(rate) % 10}', linestyle='-' if activation == 'relu' else '--',
+            marker='.', label=f'{activation}, lr {rate:g}, seed {run.config["seed"]}')
+  ax.axhline(target, color='k', linestyle=':', linewidth=1)
+  ax.set_xlabel('epochs')
+  ax.set_ylabel('training error rate')
+  ax.set_ylim(0, 0.8)
+  dataset = runs[0].config['dataset']
+  name = os.path.basename(os.path.normpath(dataset['data_dir'])) \
+      if dataset['name'] == 'image_folder' else dataset['name']
+  ax.set_title(f'ReLU (solid) vs tanh (dashed) on {name}')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+
+
 def kernel_grid(kernel: np.ndarray, num_towers: int, columns: int = 8) -> np.ndarray:
   """conv1 kernels (k, k, 3, C) as one RGB image: a block per tower (channels split in
   contiguous halves, as the towers hold them), each kernel stretched to [0, 1]."""
@@ -79,8 +106,9 @@ def conv1_kernels(run: Run, path: str) -> bool:
   return True
 
 
-def write_all(runs: Sequence[Run], out_dir: str) -> list[str]:
-  """Every plot of `runs` into `out_dir`; returns the paths written."""
+def write_all(runs: Sequence[Run], out_dir: str, target: float = 0.25) -> list[str]:
+  """Every plot of `runs` into `out_dir` (Figure 1's for the relu_vs_tanh sweep, with `target`
+  training error); returns the paths written."""
   os.makedirs(out_dir, exist_ok=True)
   written = []
   groups: dict[tuple[str, str], list[Run]] = {}
@@ -92,6 +120,10 @@ def write_all(runs: Sequence[Run], out_dir: str) -> list[str]:
     path = os.path.join(out_dir, _file_name(f'curves_{experiment}_{dataset}') + '.png')
     error_curves(group, f'{experiment} on {dataset}', path)
     written.append(path)
+    if experiment == 'relu_vs_tanh':
+      path = os.path.join(out_dir, _file_name(f'figure1_{dataset}') + '.png')
+      figure1(group, target, path)
+      written.append(path)
   for run in runs:
     path = os.path.join(out_dir, _file_name(f'conv1_{os.path.basename(run.workdir)}') + '.png')
     if run.latest is not None and conv1_kernels(run, path):

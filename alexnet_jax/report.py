@@ -166,7 +166,7 @@ def main(argv: list[str]) -> None:
   print(format_table(claim_rows(runs), FLAGS.format))
   if FLAGS.plot:
     from alexnet_jax import plots  # pylint: disable=g-import-not-at-top
-    for path in plots.write_all(runs, FLAGS.plot):
+    for path in plots.write_all(runs, FLAGS.plot, FLAGS.target_error):
       print(f'wrote {path}', file=sys.stderr)
 
 

@@ -135,6 +135,8 @@ def test_local_sweep_runs_resumes_and_skips(tmp_path, capsys):
   assert planted_row['overrides'] == 'seed=1' or 'seed=1' in planted_row['overrides']
   curves = matplotlib.image.imread(str(tmp_path / 'plots' / 'curves_relu_vs_tanh_synthetic.png'))
   assert curves.shape[:2] == (450, 700)
+  figure1 = matplotlib.image.imread(str(tmp_path / 'plots' / 'figure1_synthetic.png'))
+  assert figure1.shape[:2] == (320, 480)  # 6 x 4 inches at 80 dpi: small enough to commit.
   kernels = matplotlib.image.imread(str(tmp_path / 'plots' / 'conv1_seed=0.png'))
   assert kernels.shape[:2] == (7 * plots.KERNEL_SCALE, 49 * plots.KERNEL_SCALE)
 
