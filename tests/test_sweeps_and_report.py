@@ -18,7 +18,7 @@ from tests.test_train import REPO, read_metrics
 
 CONFIGS = {  # config: (variants, runs in its sweep: one number for all, or one per variant)
     'default': (('imagenet', 'imagenette'), 1),
-    'relu_vs_tanh': ((None,), 4),
+    'relu_vs_tanh': ((None,), 2),
     'lrn': (('imagenet', 'imagenette', 'cifar10'), 4),
     'overlapping_pooling': (('imagenet', 'imagenette'), 4),
     'pca_lighting': (('imagenet', 'imagenette'), 4),
