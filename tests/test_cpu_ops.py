@@ -25,7 +25,9 @@ def values_and_grads(fn, *args):
 
 
 @pytest.mark.parametrize('size,kernel,stride,channels,padding', [
+    # 3->8 and 2->3 take the per-offset matmuls, 6->4 and 8->16 XLA's kernel gradient.
     (12, 5, 1, (3, 8), 'SAME'),      # The CIFAR-10 net's layers.
+    (8, 5, 1, (8, 16), 'SAME'),
     (31, 11, 4, (3, 8), 'VALID'),    # AlexNet's conv1.
     (9, 3, 1, (6, 4), ((1, 1), (1, 1))),
     (10, 4, 2, (2, 3), ((2, 1), (2, 1))),  # Uneven padding (cuda-convnet's conv1).
@@ -42,6 +44,12 @@ def test_conv_gradients_equal_xla(size, kernel, stride, channels, padding):
   np.testing.assert_array_equal(got, want)  # The forward pass is XLA's own.
   for g, w_ in zip(got_grads, want_grads):
     assert_close(g, w_)
+
+
+def test_kernel_gradient_takes_the_faster_formulation_for_each_layer_shape():
+  assert cpu_ops._matmul_kernel_gradient(3, 96)  # AlexNet's conv1, the CIFAR net's conv1.
+  assert cpu_ops._matmul_kernel_gradient(48, 128)  # AlexNet's conv2 tower.
+  assert not cpu_ops._matmul_kernel_gradient(32, 32)  # The CIFAR net's conv2.
 
 
 @pytest.mark.parametrize('size,window,stride,padding', [
