@@ -53,6 +53,7 @@ def _module_lrn(module: nn.Module, x: jax.Array, num_groups: int = 1) -> jax.Arr
 
 
 def max_pool(x: jax.Array, window: int, stride: int, padding: str, ops: str) -> jax.Array:
+  """Max pooling of NHWC maps ('SAME' or 'VALID'), differentiated as `ops` says."""
   if ops == 'cpu':
     return cpu_ops.max_pool(x, window, stride,
                             cpu_ops.explicit_padding(padding, x.shape[1:3], window, stride))
