@@ -31,7 +31,8 @@ def explicit_padding(padding: str | Sequence[tuple[int, int]], spatial: Sequence
   return tuple(tuple(p) for p in padding)
 
 
-def _xla_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) -> jax.Array:
+def xla_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) -> jax.Array:
+  """The plain NHWC x HWIO convolution, differentiated by XLA."""
   return lax.conv_general_dilated(x, kernel, (stride, stride), padding,
                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
@@ -72,7 +73,7 @@ def conv(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) -> jax.
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) -> jax.Array:
-  return _xla_conv(x, kernel, stride, padding)
+  return xla_conv(x, kernel, stride, padding)
 
 
 def _conv_fwd(x, kernel, stride, padding):
@@ -91,8 +92,8 @@ def _matmul_kernel_gradient(in_channels: int, out_channels: int) -> bool:
 def _conv_bwd(stride, padding, residuals, g):
   x, kernel = residuals
   if not _matmul_kernel_gradient(*kernel.shape[2:]):
-    return jax.vjp(lambda v, k: _xla_conv(v, k, stride, padding), x, kernel)[1](g)
-  grad_x = jax.vjp(lambda v: _xla_conv(v, kernel, stride, padding), x)[1](g)[0]
+    return jax.vjp(lambda v, k: xla_conv(v, k, stride, padding), x, kernel)[1](g)
+  grad_x = jax.vjp(lambda v: xla_conv(v, kernel, stride, padding), x)[1](g)[0]
   padded = jnp.pad(x, ((0, 0), *padding, (0, 0)))
   g_matrix = g.reshape(-1, g.shape[-1])
   size = kernel.shape[0]
@@ -104,15 +105,11 @@ def _conv_bwd(stride, padding, residuals, g):
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-def _max_pool_forward(x: jax.Array, window: int, stride: int, padding: Padding) -> jax.Array:
-  return lax.reduce_window(x, -jnp.inf, lax.max, (1, window, window, 1), (1, stride, stride, 1),
-                           ((0, 0), *padding, (0, 0)))
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
 def max_pool(x: jax.Array, window: int, stride: int, padding: Padding) -> jax.Array:
   """Max pooling of NHWC maps over window x window, padded with -inf by `padding` pairs."""
-  return _max_pool_forward(x, window, stride, padding)
+  return lax.reduce_window(x, -jnp.inf, lax.max, (1, window, window, 1), (1, stride, stride, 1),
+                           ((0, 0), *padding, (0, 0)))
 
 
 def _max_pool_fwd(x, window, stride, padding):

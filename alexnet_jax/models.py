@@ -133,16 +133,10 @@ class Conv(nn.Module):
     kernel = self.param('kernel', nn.initializers.normal(self.init_std),
                         (self.kernel_size, self.kernel_size, x.shape[-1] // groups, local_features))
     bias = self.param('bias', nn.initializers.constant(self.bias_init), (local_features,))
-    if self.ops == 'cpu':
-      padding = cpu_ops.explicit_padding(self.padding, x.shape[1:3], self.kernel_size,
-                                         self.stride)
-      conv = lambda inputs, w: cpu_ops.conv(inputs, w, self.stride, padding)
-    else:
-      conv = lambda inputs, w: lax.conv_general_dilated(
-          inputs, w, (self.stride, self.stride), self.padding,
-          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    outputs = [conv(xs, ws) for xs, ws in zip(jnp.split(x, groups, axis=-1),
-                                               jnp.split(kernel, groups, axis=-1))]
+    conv = cpu_ops.conv if self.ops == 'cpu' else cpu_ops.xla_conv
+    padding = cpu_ops.explicit_padding(self.padding, x.shape[1:3], self.kernel_size, self.stride)
+    outputs = [conv(xs, ws, self.stride, padding)
+               for xs, ws in zip(jnp.split(x, groups, axis=-1), jnp.split(kernel, groups, axis=-1))]
     return jnp.concatenate(outputs, axis=-1) + bias
 
 
