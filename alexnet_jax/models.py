@@ -37,6 +37,21 @@ ALEXNET_LAYERS = ('conv1', 'conv2', 'conv3', 'conv4', 'conv5', 'fc6', 'fc7', 'fc
 OPS = ('auto', 'xla', 'cpu')
 
 
+def layer_names(name: str, num_conv: int, num_hidden_fc: int) -> tuple[str, ...]:
+  """The weight layers of network `name` (a MODELS key): AlexNet's are fixed; the CIFAR net's
+  follow its conv_features and fc_features."""
+  if name == 'alexnet':
+    return ALEXNET_LAYERS
+  return (*(f'conv{i + 1}' for i in range(num_conv)),
+          *(f'fc{num_conv + i + 1}' for i in range(num_hidden_fc + 1)))
+
+
+def _init_stds(names: Sequence[str], init_std: float,
+               overrides: Sequence[tuple[str, float]]) -> dict[str, float]:
+  """Each layer's weight init std: init_std unless `overrides` names the layer."""
+  return {**dict.fromkeys(names, init_std), **dict(overrides)}
+
+
 def lrn_alpha(alpha: float, n: int, convention: str) -> float:
   """The factor of the plain sum of squares in `local_response_norm` for `convention`."""
   return {'paper': alpha, 'cuda_convnet': alpha / n}[convention]
@@ -223,7 +238,7 @@ class AlexNet(nn.Module):
     features = [int(f * self.width_multiplier) if i < 4 else f
                 for i, f in enumerate(self.conv_features)]
 
-    init_stds = {**dict.fromkeys(ALEXNET_LAYERS, self.init_std), **dict(self.init_std_overrides)}
+    init_stds = _init_stds(ALEXNET_LAYERS, self.init_std, self.init_std_overrides)
 
     def conv(name, index, kernel_size, stride, padding, inputs):
       return Conv(features[index], kernel_size, stride, padding, inputs=inputs,
@@ -288,6 +303,8 @@ class CifarNet(nn.Module):
   fc_features: Sequence[int] = ()  # None in Figure 1.
   dropout_rate: float = 0.0
   init_std: float = 0.01
+  # (layer, std) pairs that replace init_std, e.g. the 2012 code's (('conv1', 1e-4),).
+  init_std_overrides: Sequence[tuple[str, float]] = ()
   bias_one_layers: Sequence[str] = ()
   ops: str = 'xla'  # 'xla' or 'cpu' (OPS; create_model resolves 'auto').
   data_axis: str | None = None
@@ -299,12 +316,15 @@ class CifarNet(nn.Module):
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
     act = ACTIVATIONS[self.activation]
+    init_stds = _init_stds(
+        layer_names('cifar_net', len(self.conv_features), len(self.fc_features)),
+        self.init_std, self.init_std_overrides)
     x = images
     for i, num_features in enumerate(self.conv_features):
       name = f'conv{i + 1}'
       x = Conv(num_features, self.kernel_size, padding='SAME',
                inputs='image' if i == 0 else 'all_towers', model_axis=self.model_axis,
-               init_std=self.init_std, bias_init=float(name in self.bias_one_layers),
+               init_std=init_stds[name], bias_init=float(name in self.bias_one_layers),
                ops=self.ops, name=name)(x)
       x = max_pool(act(x), self.pool_size, self.pool_stride, 'SAME', self.ops)
       if self.lrn:
@@ -313,7 +333,7 @@ class CifarNet(nn.Module):
       name = f'fc{len(self.conv_features) + i + 1}'
       is_classifier = i == len(self.fc_features)
       x = Dense(num_features, sharded=not is_classifier, model_axis=self.model_axis,
-                init_std=self.init_std, bias_init=float(name in self.bias_one_layers),
+                init_std=init_stds[name], bias_init=float(name in self.bias_one_layers),
                 name=name)(x)
       if not is_classifier:
         x = act(x)

@@ -32,10 +32,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _one_of(config, 'model.lrn_alpha_convention', models.LRN_ALPHA_CONVENTIONS)
   _one_of(config, 'model.conv1_order', models.CONV1_ORDERS)
   _one_of(config, 'model.ops', models.OPS)
+  layers = models.layer_names(config.model.name, len(config.model.conv_features),
+                              len(config.model.fc_features))
   for layer, std in config.model.init_std_overrides:
-    _check(layer in models.ALEXNET_LAYERS and std > 0,
+    _check(layer in layers and std > 0,
            f'config.model.init_std_overrides has ({layer!r}, {std!r}); each pair must name one '
-           f'of {list(models.ALEXNET_LAYERS)} and a positive std.')
+           f'of {list(layers)} and a positive std.')
   _one_of(config, 'model.num_towers', NUM_TOWERS)
   _one_of(config, 'lr_schedule', LR_SCHEDULES)
   _one_of(config, 'distributed.initialize', DISTRIBUTED)

@@ -215,6 +215,14 @@ def test_init_std_overrides_set_those_layers_std():
   for name in LAYERS:
     want = 0.03 if name in ('conv3', 'conv4', 'conv5') else 0.01
     assert abs(float(jnp.std(params['params'][name]['kernel'])) - want) < 0.1 * want, name
+  # The CIFAR net's layers too (the 2012 code's CIFAR net drew conv1 at 1e-4).
+  config = relu_vs_tanh.get_config()
+  config.model.init_std_overrides = (('conv1', 1e-4),)
+  model = models.create_model(config.model, 10)
+  params = model.init({'params': jax.random.PRNGKey(0)}, jnp.zeros((1, 32, 32, 3)), train=False)
+  for name in ('conv1', 'conv2', 'conv3', 'fc4'):
+    want = 1e-4 if name == 'conv1' else 0.01
+    assert abs(float(jnp.std(params['params'][name]['kernel'])) - want) < 0.1 * want, name
 
 
 def test_the_2012_code_config_sets_every_switch():

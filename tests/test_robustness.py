@@ -146,6 +146,8 @@ def test_a_checkpoint_of_another_network_is_refused_untouched(tmp_path):
      r"config.model.conv1_order='pool_relu' is not allowed; use one of \['relu_norm_pool', "),
     ({'model.init_std_overrides': (('conv9', 0.03),)},
      r"config.model.init_std_overrides has \('conv9', 0.03\); each pair must name one of"),
+    ({'model.init_std_overrides': (('fc6', 0.03),)},  # An AlexNet layer; this is the CIFAR net.
+     r"\('fc6', 0.03\); each pair must name one of \['conv1', 'conv2', 'conv3', 'fc4'\]"),
     ({'model.ops': 'gpu'},
      r"config.model.ops='gpu' is not allowed; use one of \['auto', 'xla', 'cpu'\]"),
     ({'mesh.cpu_devices': 0},
