@@ -67,6 +67,19 @@ def _module_lrn(module: nn.Module, x: jax.Array, num_groups: int = 1) -> jax.Arr
                              beta=module.lrn_beta, num_groups=num_groups)
 
 
+def in_micro_batches(fn: Callable[[jax.Array], jax.Array], x: jax.Array,
+                     size: int) -> jax.Array:
+  """fn(x) for a per-example `fn`, computed on `size` images at a time (0: all at once).
+
+  The same numbers; on the CPU, a few images' feature maps stay in cache from the forward to the
+  backward pass, which makes the convolutional layers' training step ~10% faster. The loop is
+  unrolled: inside an XLA while loop, XLA:CPU's convolutions ran 10-20x slower.
+  """
+  if size <= 0 or x.shape[0] <= size:
+    return fn(x)
+  return jnp.concatenate([fn(x[i:i + size]) for i in range(0, x.shape[0], size)])
+
+
 def max_pool(x: jax.Array, window: int, stride: int, padding: str, ops: str) -> jax.Array:
   """Max pooling of NHWC maps ('SAME' or 'VALID'), differentiated as `ops` says."""
   if ops == 'cpu':
@@ -307,6 +320,7 @@ class CifarNet(nn.Module):
   init_std_overrides: Sequence[tuple[str, float]] = ()
   bias_one_layers: Sequence[str] = ()
   ops: str = 'xla'  # 'xla' or 'cpu' (OPS; create_model resolves 'auto').
+  micro_batch: int = 0  # See in_micro_batches; create_model sets it.
   data_axis: str | None = None
   model_axis: str | None = None
 
@@ -319,16 +333,21 @@ class CifarNet(nn.Module):
     init_stds = _init_stds(
         layer_names('cifar_net', len(self.conv_features), len(self.fc_features)),
         self.init_std, self.init_std_overrides)
-    x = images
-    for i, num_features in enumerate(self.conv_features):
-      name = f'conv{i + 1}'
-      x = Conv(num_features, self.kernel_size, padding='SAME',
-               inputs='image' if i == 0 else 'all_towers', model_axis=self.model_axis,
-               init_std=init_stds[name], bias_init=float(name in self.bias_one_layers),
-               ops=self.ops, name=name)(x)
-      x = max_pool(act(x), self.pool_size, self.pool_stride, 'SAME', self.ops)
-      if self.lrn:
-        x = _module_lrn(self, x)
+    convs = [Conv(num_features, self.kernel_size, padding='SAME',
+                  inputs='image' if i == 0 else 'all_towers', model_axis=self.model_axis,
+                  init_std=init_stds[f'conv{i + 1}'],
+                  bias_init=float(f'conv{i + 1}' in self.bias_one_layers), ops=self.ops,
+                  name=f'conv{i + 1}')
+             for i, num_features in enumerate(self.conv_features)]
+
+    def trunk(x):
+      for conv in convs:
+        x = max_pool(act(conv(x)), self.pool_size, self.pool_stride, 'SAME', self.ops)
+        if self.lrn:
+          x = _module_lrn(self, x)
+      return x
+
+    x = in_micro_batches(trunk, images, self.micro_batch if train else 0)
     for i, num_features in enumerate((*self.fc_features, self.num_classes)):
       name = f'fc{len(self.conv_features) + i + 1}'
       is_classifier = i == len(self.fc_features)
@@ -357,4 +376,6 @@ def create_model(model_config, num_classes: int, *, data_axis: str | None = None
   kwargs = {k: as_tuple(v) for k, v in kwargs.items()}
   if kwargs.get('ops') == 'auto':
     kwargs['ops'] = 'cpu' if jax.default_backend() == 'cpu' else 'xla'
+  if 'micro_batch' in fields:
+    kwargs['micro_batch'] = model_config.cpu_micro_batch if kwargs.get('ops') == 'cpu' else 0
   return cls(num_classes=num_classes, data_axis=data_axis, model_axis=model_axis, **kwargs)

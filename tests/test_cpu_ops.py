@@ -25,7 +25,8 @@ def values_and_grads(fn, *args):
 
 
 @pytest.mark.parametrize('size,kernel,stride,channels,padding', [
-    # 3->8 and 2->3 take the per-offset matmuls, 6->4 and 8->16 XLA's kernel gradient.
+    # With 17 images, 3->8 and 2->3 take the per-offset matmuls, 6->4 and 8->16 XLA's kernel
+    # gradient.
     (12, 5, 1, (3, 8), 'SAME'),      # The CIFAR-10 net's layers.
     (8, 5, 1, (8, 16), 'SAME'),
     (31, 11, 4, (3, 8), 'VALID'),    # AlexNet's conv1.
@@ -34,7 +35,7 @@ def values_and_grads(fn, *args):
 ])
 def test_conv_gradients_equal_xla(size, kernel, stride, channels, padding):
   rng = np.random.default_rng(0)
-  x = jnp.asarray(rng.normal(size=(3, size, size, channels[0])), jnp.float32)
+  x = jnp.asarray(rng.normal(size=(17, size, size, channels[0])), jnp.float32)
   w = jnp.asarray(rng.normal(size=(kernel, kernel, *channels)), jnp.float32)
   pads = cpu_ops.explicit_padding(padding, (size, size), kernel, stride)
   plain = lambda x, w: lax.conv_general_dilated(x, w, (stride, stride), padding,
@@ -47,9 +48,13 @@ def test_conv_gradients_equal_xla(size, kernel, stride, channels, padding):
 
 
 def test_kernel_gradient_takes_the_faster_formulation_for_each_layer_shape():
-  assert cpu_ops._matmul_kernel_gradient(3, 96)  # AlexNet's conv1, the CIFAR net's conv1.
-  assert cpu_ops._matmul_kernel_gradient(48, 128)  # AlexNet's conv2 tower.
-  assert not cpu_ops._matmul_kernel_gradient(32, 32)  # The CIFAR net's conv2.
+  # AlexNet's layers on a device's 64 images.
+  assert cpu_ops._matmul_kernel_gradient(64, 3, 96)  # conv1
+  assert cpu_ops._matmul_kernel_gradient(64, 48, 128)  # conv2, a tower
+  # The CIFAR net's, on its micro-batches of 8 images (and conv2 on any number).
+  assert not cpu_ops._matmul_kernel_gradient(8, 3, 32)
+  assert not cpu_ops._matmul_kernel_gradient(64, 32, 32)
+  assert cpu_ops._matmul_kernel_gradient(17, 2, 3) and not cpu_ops._matmul_kernel_gradient(3, 2, 3)
 
 
 @pytest.mark.parametrize('size,window,stride,padding', [

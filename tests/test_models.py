@@ -78,6 +78,30 @@ def test_cifar_net_shapes():
   assert sum(p.size for p in jax.tree.leaves(params)) == 2432 + 25632 + 51264 + 10250
 
 
+def test_cifar_net_on_micro_batches_computes_the_same_numbers():
+  config = relu_vs_tanh.get_config()
+  config.model.conv_features = (8, 8, 16)
+  config.model.lrn = True
+  config.model.cpu_micro_batch = 4
+  config.model.ops = 'cpu'
+  micro = models.create_model(config.model, 10)
+  assert micro.micro_batch == 4
+  config.model.ops = 'xla'  # Its plain counterpart: no micro-batches, XLA's own gradients.
+  plain = models.create_model(config.model, 10)
+  assert plain.micro_batch == 0
+  images = jax.random.normal(jax.random.PRNGKey(1), (10, 32, 32, 3)) * 60  # 4 + 4 + 2 images.
+  params = plain.init({'params': jax.random.PRNGKey(0)}, images[:1], train=False)['params']
+
+  def logits_and_grads(model):
+    loss = lambda p: jnp.mean(jax.nn.logsumexp(model.apply({'params': p}, images, train=True), -1))
+    return model.apply({'params': params}, images, train=True), jax.grad(loss)(params)
+
+  (got, got_grads), (want, want_grads) = logits_and_grads(micro), logits_and_grads(plain)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(jnp.abs(want).max()))
+  for g, w in zip(jax.tree.leaves(got_grads), jax.tree.leaves(want_grads)):
+    np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5 * float(jnp.abs(w).max()))
+
+
 def lrn_numpy(a, k, n, alpha, beta):
   """Sec. 3.3, written as the paper states it: a loop over kernel maps i."""
   b = np.empty_like(a)
