@@ -116,8 +116,9 @@ def get_config(variant: str = 'imagenet') -> ml_collections.ConfigDict:
   # (alexnet_jax/cpu_ops.py: the same functions, gradients that XLA:CPU runs 2-6x faster) or
   # 'auto' ('cpu' when JAX runs on the CPU). Not a paper setting: results agree to rounding.
   config.model.ops = 'auto'
-  # With ops 'cpu', the convolutional layers of a training step run on this many images at a
-  # time (models.in_micro_batches: their maps stay in cache; 0 = the whole batch at once).
+  # With ops 'cpu', the CIFAR net's convolutional layers run a training step on this many images
+  # at a time (models.in_micro_batches: their maps stay in cache; 0 = the whole batch at once).
+  # AlexNet's maps outgrow the cache even so: it takes whole batches.
   config.model.cpu_micro_batch = 8
 
   # SGD exactly as Sec. 5: v <- momentum v - weight_decay lr w - lr dL/dw; w <- w + v.
