@@ -154,11 +154,17 @@ def judge_dropout(runs: Sequence[Run], target: float = 0.25) -> Verdict:
   def gap(run):
     return final(run, TOP1) - run.history['train_epoch_error'][-1]
 
+  def epochs_text(group):
+    epochs = float(np.mean([epochs_to(r, target) for r in group]))
+    if math.isinf(epochs):  # Not reached in the runs' last epoch: a lower bound.
+      return f'> {max(max(r.history.get("epoch", [0])) for r in group):g}'
+    return f'{epochs:.1f}'
+
   gaps = {k: float(np.mean([gap(r) for r in g])) for k, g in groups.items()}
   epochs = {k: float(np.mean([epochs_to(r, target) for r in g])) for k, g in groups.items()}
   ours = (f'test minus training error {100 * gaps[False]:.1f} points without dropout, '
           f'{100 * gaps[True]:.1f} with; epochs to {target:.0%} training error '
-          f'{epochs[False]:.1f} without, {epochs[True]:.1f} with')
+          f'{epochs_text(groups[False])} without, {epochs_text(groups[True])} with')
   reproduced = gaps[False] > gaps[True] and epochs[True] > epochs[False]
   return Verdict(ours, 'reproduced' if reproduced else 'not reproduced')
 
