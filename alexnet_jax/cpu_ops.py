@@ -108,7 +108,7 @@ _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
 def _pool_windows(x: jax.Array, window: int, stride: int, padding: Padding) -> list[jax.Array]:
-  """The window_offset views of the -inf padded input (see _window_views), row-major."""
+  """The window-offset views of the -inf padded input (see _window_views), row-major."""
   (top, bottom), (left, right) = padding
   out_h = (x.shape[1] + top + bottom - window) // stride + 1
   out_w = (x.shape[2] + left + right - window) // stride + 1
