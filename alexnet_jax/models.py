@@ -324,21 +324,22 @@ class CifarNet(nn.Module):
   data_axis: str | None = None
   model_axis: str | None = None
 
+  def layer_names(self) -> tuple[str, ...]:
+    return layer_names('cifar_net', len(self.conv_features), len(self.fc_features))
+
   def replicated_layers(self) -> tuple[str, ...]:
-    return (f'fc{len(self.conv_features) + len(self.fc_features) + 1}',)  # The classifier.
+    return self.layer_names()[-1:]  # The classifier.
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
     act = ACTIVATIONS[self.activation]
-    init_stds = _init_stds(
-        layer_names('cifar_net', len(self.conv_features), len(self.fc_features)),
-        self.init_std, self.init_std_overrides)
+    names = self.layer_names()
+    init_stds = _init_stds(names, self.init_std, self.init_std_overrides)
     convs = [Conv(num_features, self.kernel_size, padding='SAME',
                   inputs='image' if i == 0 else 'all_towers', model_axis=self.model_axis,
-                  init_std=init_stds[f'conv{i + 1}'],
-                  bias_init=float(f'conv{i + 1}' in self.bias_one_layers), ops=self.ops,
-                  name=f'conv{i + 1}')
-             for i, num_features in enumerate(self.conv_features)]
+                  init_std=init_stds[name], bias_init=float(name in self.bias_one_layers),
+                  ops=self.ops, name=name)
+             for i, (name, num_features) in enumerate(zip(names, self.conv_features))]
 
     def trunk(x):
       for conv in convs:
@@ -348,8 +349,9 @@ class CifarNet(nn.Module):
       return x
 
     x = in_micro_batches(trunk, images, self.micro_batch if train else 0)
-    for i, num_features in enumerate((*self.fc_features, self.num_classes)):
-      name = f'fc{len(self.conv_features) + i + 1}'
+    fc_names = names[len(self.conv_features):]
+    for i, (name, num_features) in enumerate(zip(fc_names,
+                                                  (*self.fc_features, self.num_classes))):
       is_classifier = i == len(self.fc_features)
       x = Dense(num_features, sharded=not is_classifier, model_axis=self.model_axis,
                 init_std=init_stds[name], bias_init=float(name in self.bias_one_layers),

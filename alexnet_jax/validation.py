@@ -52,6 +52,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _check(config.mesh.cpu_devices == -1 or config.mesh.cpu_devices >= 1,
          f'config.mesh.cpu_devices={config.mesh.cpu_devices!r} must be -1 (one per core) or a '
          'positive integer.')
+  _check(isinstance(config.model.cpu_micro_batch, int) and config.model.cpu_micro_batch >= 0,
+         f'config.model.cpu_micro_batch={config.model.cpu_micro_batch!r} must be 0 (whole '
+         'batches) or a positive integer.')
   _check(0.0 <= config.model.dropout_rate < 1.0,
          f'config.model.dropout_rate={config.model.dropout_rate!r} must be in [0, 1).')
   _check(0.0 <= config.stop_at_train_error < 1.0,

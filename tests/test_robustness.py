@@ -150,6 +150,8 @@ def test_a_checkpoint_of_another_network_is_refused_untouched(tmp_path):
      r"\('fc6', 0.03\); each pair must name one of \['conv1', 'conv2', 'conv3', 'fc4'\]"),
     ({'model.ops': 'gpu'},
      r"config.model.ops='gpu' is not allowed; use one of \['auto', 'xla', 'cpu'\]"),
+    ({'model.cpu_micro_batch': -8},
+     r'config.model.cpu_micro_batch=-8 must be 0 \(whole batches\) or a positive integer'),
     ({'mesh.cpu_devices': 0},
      r'config.mesh.cpu_devices=0 must be -1 \(one per core\) or a positive integer'),
 ])
