@@ -13,7 +13,7 @@ layers that read their own tower need no communication. With `model_axis=None` t
 plain single-device network.
 """
 
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from alexnet_jax import cpu_ops
+from alexnet_jax import convnet_layers, cpu_ops
+from alexnet_jax.convnet_layers import contrast_norm
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {'relu': nn.relu, 'tanh': jnp.tanh}
 CONV1_PADDINGS = {'valid': ((0, 0), (0, 0)), 'cuda_convnet': ((2, 1), (2, 1))}
@@ -32,16 +33,21 @@ LRN_ALPHA_CONVENTIONS = ('paper', 'cuda_convnet')
 # LRN saw the maps before the ReLU, applied after pooling.
 CONV1_ORDERS = ('relu_norm_pool', 'norm_pool_relu')
 ALEXNET_LAYERS = ('conv1', 'conv2', 'conv3', 'conv4', 'conv5', 'fc6', 'fc7', 'fc8')
-# How convolution, pooling and LRN are differentiated: XLA's own gradients, or `cpu_ops`' (the
-# same functions, their gradients reformulated for XLA:CPU); 'auto' takes 'cpu' on the CPU.
-OPS = ('auto', 'xla', 'cpu')
 
 
-def layer_names(name: str, num_conv: int, num_hidden_fc: int) -> tuple[str, ...]:
-  """The weight layers of network `name` (a MODELS key): AlexNet's are fixed; the CIFAR net's
-  follow its conv_features and fc_features."""
-  if name == 'alexnet':
+def layer_names(model_config) -> tuple[str, ...]:
+  """The weight layers of the network a model config describes: AlexNet's are fixed, the CIFAR
+  net's follow its conv_features and fc_features, a LayerNet's are its conv, local and fc
+  specs."""
+  if model_config.name == 'alexnet':
     return ALEXNET_LAYERS
+  if model_config.name == 'layer_net':
+    return tuple(layer.name for layer in convnet_layers.parse_layers(model_config.layers)
+                 if layer.type in convnet_layers.WEIGHT_LAYER_TYPES)
+  return _cifar_net_layer_names(len(model_config.conv_features), len(model_config.fc_features))
+
+
+def _cifar_net_layer_names(num_conv: int, num_hidden_fc: int) -> tuple[str, ...]:
   return (*(f'conv{i + 1}' for i in range(num_conv)),
           *(f'fc{num_conv + i + 1}' for i in range(num_hidden_fc + 1)))
 
@@ -57,16 +63,6 @@ def lrn_alpha(alpha: float, n: int, convention: str) -> float:
   return {'paper': alpha, 'cuda_convnet': alpha / n}[convention]
 
 
-def _module_lrn(module: nn.Module, x: jax.Array, num_groups: int = 1) -> jax.Array:
-  """LRN with a network's lrn_k, lrn_n, lrn_alpha (in its convention) and lrn_beta."""
-  alpha = lrn_alpha(module.lrn_alpha, module.lrn_n, module.lrn_alpha_convention)
-  if module.ops == 'cpu':
-    return cpu_ops.local_response_norm(x, module.lrn_k, module.lrn_n, alpha, module.lrn_beta,
-                                       num_groups)
-  return local_response_norm(x, k=module.lrn_k, n=module.lrn_n, alpha=alpha,
-                             beta=module.lrn_beta, num_groups=num_groups)
-
-
 def in_micro_batches(fn: Callable[[jax.Array], jax.Array], x: jax.Array,
                      size: int) -> jax.Array:
   """fn(x) for a per-example `fn`, computed on `size` images at a time (0: all at once).
@@ -78,14 +74,6 @@ def in_micro_batches(fn: Callable[[jax.Array], jax.Array], x: jax.Array,
   if size <= 0 or x.shape[0] <= size:
     return fn(x)
   return jnp.concatenate([fn(x[i:i + size]) for i in range(0, x.shape[0], size)])
-
-
-def max_pool(x: jax.Array, window: int, stride: int, padding: str, ops: str) -> jax.Array:
-  """Max pooling of NHWC maps ('SAME' or 'VALID'), differentiated as `ops` says."""
-  if ops == 'cpu':
-    return cpu_ops.max_pool(x, window, stride,
-                            cpu_ops.explicit_padding(padding, x.shape[1:3], window, stride))
-  return nn.max_pool(x, (window, window), (stride, stride), padding)
 
 
 def _axis_size(axis: str | None) -> int:
@@ -101,7 +89,7 @@ def _gather_channels(x: jax.Array, axis: str | None) -> jax.Array:
   return x if axis is None else lax.all_gather(x, axis, axis=x.ndim - 1, tiled=True)
 
 
-def local_response_norm(x: jax.Array, *, k: float, n: int, alpha: float, beta: float,
+def local_response_norm(x: jax.Array, k: float, n: int, alpha: float, beta: float,
                         num_groups: int = 1) -> jax.Array:
   """Sec. 3.3: b_i = a_i / (k + alpha * sum_{|j-i|<=n/2} a_j^2)^beta, within each channel group.
 
@@ -118,19 +106,39 @@ def local_response_norm(x: jax.Array, *, k: float, n: int, alpha: float, beta: f
   return x * lax.pow(k + alpha * sum_sq, -beta)
 
 
-def contrast_norm(x: jax.Array, *, size: int, scale: float, power: float) -> jax.Array:
-  """cuda-convnet's spatial contrast normalization ('cnorm'), within each map:
-  b = a / (1 + scale / size^2 * sum_window (a - m)^2)^power, where m is the mean of a over the
-  size x size window around each pixel (its sum divided by size^2, nothing outside the map) and
-  the sum runs over the window's pixels inside the map. Dividing scale by size^2 is what the 2012
-  code's layer parser did with the configured scale.
-  """
-  before = size // 2  # The window starts size // 2 pixels before the pixel, as in cuda-convnet.
-  padding = ((0, 0), (before, size - 1 - before), (before, size - 1 - before), (0, 0))
-  box_sum = lambda v: lax.reduce_window(v, 0.0, lax.add, (1, size, size, 1), (1, 1, 1, 1),
-                                        padding)
-  diffs = x - box_sum(x) / size**2
-  return x * lax.pow(1.0 + scale / size**2 * box_sum(jnp.square(diffs)), -power)
+def _xla_max_pool(x: jax.Array, window: int, stride: int, padding: cpu_ops.Padding) -> jax.Array:
+  return nn.max_pool(x, (window, window), (stride, stride), padding)
+
+
+class Ops(NamedTuple):
+  """The convolution, max pooling and LRN that every layer calls, with one signature each
+  whatever differentiates them: conv(x, kernel, stride, padding), max_pool(x, window, stride,
+  padding) (padding as (low, high) pairs of the two spatial axes; -inf for pooling) and
+  lrn(x, k, n, alpha, beta, num_groups)."""
+  conv: Callable[..., jax.Array]
+  max_pool: Callable[..., jax.Array]
+  lrn: Callable[..., jax.Array]
+
+
+# XLA's own gradients, or `cpu_ops`' (the same functions, their gradients reformulated for
+# XLA:CPU). config.model.ops 'auto' takes 'cpu' on the CPU; create_model chooses, once.
+OPS: dict[str, Ops] = {
+    'xla': Ops(cpu_ops.xla_conv, _xla_max_pool, local_response_norm),
+    'cpu': Ops(cpu_ops.conv, cpu_ops.max_pool, cpu_ops.local_response_norm),
+}
+OPS_CHOICES = ('auto', *OPS)
+
+
+def _pool(ops: Ops, x: jax.Array, window: int, stride: int, padding: str) -> jax.Array:
+  """Max pooling with 'SAME' or 'VALID' padding."""
+  return ops.max_pool(x, window, stride,
+                      cpu_ops.explicit_padding(padding, x.shape[1:3], window, stride))
+
+
+def _lrn(module: nn.Module, x: jax.Array, num_groups: int = 1) -> jax.Array:
+  """LRN with a network's lrn_k, lrn_n, lrn_alpha (in its convention) and lrn_beta."""
+  alpha = lrn_alpha(module.lrn_alpha, module.lrn_n, module.lrn_alpha_convention)
+  return module.ops.lrn(x, module.lrn_k, module.lrn_n, alpha, module.lrn_beta, num_groups)
 
 
 class Conv(nn.Module):
@@ -150,7 +158,7 @@ class Conv(nn.Module):
   model_axis: str | None = None
   init_std: float = 0.01
   bias_init: float = 0.0
-  ops: str = 'xla'
+  ops: Ops = OPS['xla']
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -161,9 +169,8 @@ class Conv(nn.Module):
     kernel = self.param('kernel', nn.initializers.normal(self.init_std),
                         (self.kernel_size, self.kernel_size, x.shape[-1] // groups, local_features))
     bias = self.param('bias', nn.initializers.constant(self.bias_init), (local_features,))
-    conv = cpu_ops.conv if self.ops == 'cpu' else cpu_ops.xla_conv
     padding = cpu_ops.explicit_padding(self.padding, x.shape[1:3], self.kernel_size, self.stride)
-    outputs = [conv(xs, ws, self.stride, padding)
+    outputs = [self.ops.conv(xs, ws, self.stride, padding)
                for xs, ws in zip(jnp.split(x, groups, axis=-1), jnp.split(kernel, groups, axis=-1))]
     return jnp.concatenate(outputs, axis=-1) + bias
 
@@ -236,7 +243,7 @@ class AlexNet(nn.Module):
   # (layer, std) pairs that replace init_std for those layers, e.g. (('conv3', 0.03),).
   init_std_overrides: Sequence[tuple[str, float]] = ()
   bias_one_layers: Sequence[str] = ('conv2', 'conv4', 'conv5', 'fc6', 'fc7')
-  ops: str = 'xla'  # 'xla' or 'cpu' (OPS; create_model resolves 'auto').
+  ops: Ops = OPS['xla']  # create_model picks OPS[config.model.ops].
   data_axis: str | None = None
   model_axis: str | None = None
 
@@ -267,10 +274,10 @@ class AlexNet(nn.Module):
     def norm(x):
       if not self.lrn:
         return x
-      return _module_lrn(self, x, num_groups=local_towers)
+      return _lrn(self, x, num_groups=local_towers)
 
     def pool(x):
-      return max_pool(x, self.pool_size, self.pool_stride, 'VALID', self.ops)
+      return _pool(self.ops, x, self.pool_size, self.pool_stride, 'VALID')
 
     def drop(x):
       if not train or self.dropout_rate == 0.0:
@@ -319,13 +326,13 @@ class CifarNet(nn.Module):
   # (layer, std) pairs that replace init_std, e.g. the 2012 code's (('conv1', 1e-4),).
   init_std_overrides: Sequence[tuple[str, float]] = ()
   bias_one_layers: Sequence[str] = ()
-  ops: str = 'xla'  # 'xla' or 'cpu' (OPS; create_model resolves 'auto').
+  ops: Ops = OPS['xla']  # create_model picks OPS[config.model.ops].
   micro_batch: int = 0  # See in_micro_batches; create_model sets it.
   data_axis: str | None = None
   model_axis: str | None = None
 
   def layer_names(self) -> tuple[str, ...]:
-    return layer_names('cifar_net', len(self.conv_features), len(self.fc_features))
+    return _cifar_net_layer_names(len(self.conv_features), len(self.fc_features))
 
   def replicated_layers(self) -> tuple[str, ...]:
     return self.layer_names()[-1:]  # The classifier.
@@ -343,9 +350,9 @@ class CifarNet(nn.Module):
 
     def trunk(x):
       for conv in convs:
-        x = max_pool(act(conv(x)), self.pool_size, self.pool_stride, 'SAME', self.ops)
+        x = _pool(self.ops, act(conv(x)), self.pool_size, self.pool_stride, 'SAME')
         if self.lrn:
-          x = _module_lrn(self, x)
+          x = _lrn(self, x)
       return x
 
     x = in_micro_batches(trunk, images, self.micro_batch if train else 0)
@@ -364,7 +371,81 @@ class CifarNet(nn.Module):
     return x
 
 
-MODELS = {'alexnet': AlexNet, 'cifar_net': CifarNet}
+class LayerNet(nn.Module):
+  """A net stacked from cuda-convnet layer specs (convnet_layers.parse_layers), as the 2012 code
+  built its CIFAR-10 nets from layer files: conv, local, pool, rnorm, cmrnorm and fc layers in
+  order, each computing what its cuda-convnet kernel did. Under `model_axis`, weight layers split
+  their outputs over it (the classifier is computed whole) and gather their input first; the
+  cross-map normalization sees every shard's maps.
+  """
+  num_classes: int
+  layers: Sequence[str] = ()
+  activation: str = 'relu'
+  init_std: float = 0.01  # For layers whose spec gives none.
+  init_std_overrides: Sequence[tuple[str, float]] = ()
+  ops: Ops = OPS['xla']  # create_model picks OPS[config.model.ops].
+  micro_batch: int = 0  # See in_micro_batches; create_model sets it.
+  data_axis: str | None = None
+  model_axis: str | None = None
+
+  def replicated_layers(self) -> tuple[str, ...]:
+    return (convnet_layers.parse_layers(self.layers)[-1].name,)  # The classifier.
+
+  def _layer(self, spec: convnet_layers.LayerSpec, init_std: float, is_first: bool,
+             is_classifier: bool) -> Callable[[jax.Array], jax.Array]:
+    """The function of one layer spec, its activation (act=1) included."""
+    kind = spec.type
+    if kind == 'conv':
+      padding = ((spec['padding'],) * 2,) * 2
+      fn = Conv(spec['filters'], spec['size'], spec['stride'], padding,
+                inputs='image' if is_first else 'all_towers',
+                model_axis=self.model_axis, init_std=init_std, ops=self.ops, name=spec.name)
+    elif kind == 'local':
+      fn = convnet_layers.LocallyConnected(spec['filters'], spec['size'], spec['stride'],
+                                           spec['padding'], init_std, self.model_axis,
+                                           name=spec.name)
+    elif kind == 'fc':
+      fn = Dense(self.num_classes if is_classifier else spec['outputs'],
+                 sharded=not is_classifier, model_axis=self.model_axis, init_std=init_std,
+                 name=spec.name)
+    elif kind == 'pool':
+      fn = lambda x: convnet_layers.pool(x, spec['kind'], spec['size'], spec['stride'],
+                                         start=spec['start'], outputs=spec['outputs'],
+                                         max_pool_fn=self.ops.max_pool)
+    elif kind == 'rnorm':
+      fn = lambda x: convnet_layers.response_norm(x, size=spec['size'], scale=spec['scale'],
+                                                  power=spec['pow'])
+    else:  # cmrnorm: the paper's LRN formula with cuda-convnet's constants, over all shards.
+      constants = convnet_layers.cross_map_norm_constants(spec['size'], spec['scale'],
+                                                          spec['pow'])
+      fn = lambda x: convnet_layers.output_channel_slice(
+          self.ops.lrn(_gather_channels(x, self.model_axis), num_groups=1, **constants),
+          self.model_axis, _axis_size(self.model_axis))
+    act = ACTIVATIONS[self.activation]
+    return (lambda x: act(fn(x))) if spec.params.get('act') else fn
+
+  @nn.compact
+  def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
+    specs = convnet_layers.parse_layers(self.layers)
+    init_stds = dict(self.init_std_overrides)
+    fns = [self._layer(spec, init_stds.get(spec.name, spec['init_std'] or self.init_std)
+                       if spec.type in convnet_layers.WEIGHT_LAYER_TYPES else None,
+                       i == 0, i == len(specs) - 1)
+           for i, spec in enumerate(specs)]
+    first_fc = next(i for i, spec in enumerate(specs) if spec.type == 'fc')
+
+    def trunk(x):
+      for fn in fns[:first_fc]:
+        x = fn(x)
+      return x
+
+    x = in_micro_batches(trunk, images, self.micro_batch if train else 0)
+    for fn in fns[first_fc:]:
+      x = fn(x)
+    return x
+
+
+MODELS = {'alexnet': AlexNet, 'cifar_net': CifarNet, 'layer_net': LayerNet}
 
 
 def create_model(model_config, num_classes: int, *, data_axis: str | None = None,
@@ -376,8 +457,10 @@ def create_model(model_config, num_classes: int, *, data_axis: str | None = None
   # Lists (from JSON or the command line) become tuples: module attributes must be hashable.
   as_tuple = lambda v: tuple(as_tuple(x) for x in v) if isinstance(v, (list, tuple)) else v
   kwargs = {k: as_tuple(v) for k, v in kwargs.items()}
-  if kwargs.get('ops') == 'auto':
-    kwargs['ops'] = 'cpu' if jax.default_backend() == 'cpu' else 'xla'
+  ops = kwargs.pop('ops', 'auto')
+  if ops == 'auto':
+    ops = 'cpu' if jax.default_backend() == 'cpu' else 'xla'
   if 'micro_batch' in fields:
-    kwargs['micro_batch'] = model_config.cpu_micro_batch if kwargs.get('ops') == 'cpu' else 0
-  return cls(num_classes=num_classes, data_axis=data_axis, model_axis=model_axis, **kwargs)
+    kwargs['micro_batch'] = model_config.cpu_micro_batch if ops == 'cpu' else 0
+  return cls(num_classes=num_classes, ops=OPS[ops], data_axis=data_axis, model_axis=model_axis,
+             **kwargs)

@@ -1,6 +1,6 @@
 """The paper's SGD rule (Sec. 5) and its learning-rate schedules."""
 
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -16,25 +16,34 @@ def is_bias(path: tuple[Any, ...]) -> bool:
 
 
 def paper_sgd(momentum: float, weight_decay: float, *, decay_biases: bool = True,
-              bias_lr_multiplier: float = 1.0) -> optax.GradientTransformationExtraArgs:
+              bias_lr_multiplier: float = 1.0, layer_lr_multipliers: Mapping[str, float] = {},
+              layer_weight_decay: Mapping[str, float] = {}
+              ) -> optax.GradientTransformationExtraArgs:
   """v <- momentum v - weight_decay lr w - lr dL/dw; w <- w + v (Sec. 5), lr given per step.
 
   The learning rate sits inside the velocity, as in the paper, so a cut of the rate slows the
   momentum already accumulated too (optax.sgd scales the velocity by the current rate instead).
-  Biases may take a multiplied rate and no decay (the 2012 code's choice).
+  Biases may take a multiplied rate and no decay (the 2012 code's choice). As cuda-convnet's
+  layer-params files do, a layer (the first key of a parameter's path) may have its own rate
+  multiplier (`layer_lr_multipliers`) and weight decay (`layer_weight_decay`, replacing
+  `weight_decay` for its weights).
   """
 
   def per_leaf(params, value_for_bias, value_for_weight):
+    """value_for_*(layer) at every leaf of params."""
     return jax.tree_util.tree_map_with_path(
-        lambda path, _: value_for_bias if is_bias(path) else value_for_weight, params)
+        lambda path, _: (value_for_bias if is_bias(path) else value_for_weight)(path[0].key),
+        params)
 
   def init_fn(params):
     return VelocityState(jax.tree.map(jnp.zeros_like, params))
 
   def update_fn(grads, state, params, *, learning_rate, **unused):
     del unused
-    decay = per_leaf(params, weight_decay if decay_biases else 0.0, weight_decay)
-    lr_multiplier = per_leaf(params, bias_lr_multiplier, 1.0)
+    weight_decay_of = lambda layer: layer_weight_decay.get(layer, weight_decay)
+    decay = per_leaf(params, weight_decay_of if decay_biases else lambda _: 0.0, weight_decay_of)
+    lr_of = lambda layer: layer_lr_multipliers.get(layer, 1.0)
+    lr_multiplier = per_leaf(params, lambda layer: bias_lr_multiplier * lr_of(layer), lr_of)
     velocity = jax.tree.map(
         lambda v, g, w, wd, mult: momentum * v - learning_rate * mult * (wd * w + g),
         state.velocity, grads, params, decay, lr_multiplier)

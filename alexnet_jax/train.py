@@ -59,7 +59,9 @@ def state_specs(state: TrainState, replicated_layers: tuple[str, ...]) -> TrainS
 
 def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformationExtraArgs:
   return optim.paper_sgd(config.momentum, config.weight_decay, decay_biases=config.decay_biases,
-                         bias_lr_multiplier=config.bias_lr_multiplier)
+                         bias_lr_multiplier=config.bias_lr_multiplier,
+                         layer_lr_multipliers=dict(config.layer_lr_multipliers),
+                         layer_weight_decay=dict(config.layer_weight_decay))
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: Any, image_shape: tuple[int, ...],

@@ -2,7 +2,7 @@
 
 import ml_collections
 
-from alexnet_jax import dataset_stats, models
+from alexnet_jax import convnet_layers, dataset_stats, models
 from alexnet_jax.errors import UserInputError
 
 LR_SCHEDULES = ('plateau', 'piecewise')
@@ -31,13 +31,20 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _one_of(config, 'model.conv1_padding', models.CONV1_PADDINGS)
   _one_of(config, 'model.lrn_alpha_convention', models.LRN_ALPHA_CONVENTIONS)
   _one_of(config, 'model.conv1_order', models.CONV1_ORDERS)
-  _one_of(config, 'model.ops', models.OPS)
-  layers = models.layer_names(config.model.name, len(config.model.conv_features),
-                              len(config.model.fc_features))
-  for layer, std in config.model.init_std_overrides:
-    _check(layer in layers and std > 0,
-           f'config.model.init_std_overrides has ({layer!r}, {std!r}); each pair must name one '
-           f'of {list(layers)} and a positive std.')
+  _one_of(config, 'model.ops', models.OPS_CHOICES)
+  if config.model.name == 'layer_net':
+    try:
+      convnet_layers.parse_layers(config.model.layers)
+    except ValueError as e:
+      raise UserInputError(f'config.model.layers: {e}') from e
+  layers = models.layer_names(config.model)
+  for key, pairs in (('model.init_std_overrides', config.model.init_std_overrides),
+                     ('layer_lr_multipliers', config.layer_lr_multipliers),
+                     ('layer_weight_decay', config.layer_weight_decay)):
+    for layer, value in pairs:
+      _check(layer in layers and value >= 0 and (value > 0 or key != 'model.init_std_overrides'),
+             f'config.{key} has ({layer!r}, {value!r}); each pair must name one of '
+             f'{list(layers)} and a {"positive" if "std" in key else "non-negative"} value.')
   _one_of(config, 'model.num_towers', NUM_TOWERS)
   _one_of(config, 'lr_schedule', LR_SCHEDULES)
   _one_of(config, 'distributed.initialize', DISTRIBUTED)

@@ -138,7 +138,7 @@ def main() -> None:
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--mesh', default='-1,1', help='data,model (config.mesh).')
   parser.add_argument('--cpu_devices', type=int, default=-1, help='config.mesh.cpu_devices.')
-  parser.add_argument('--ops', default='auto', choices=models.OPS, help='config.model.ops.')
+  parser.add_argument('--ops', default='auto', choices=models.OPS_CHOICES, help='config.model.ops.')
   args = parser.parse_args()
   jax.config.update('jax_num_cpu_devices', parallel.cpu_device_count(
       args.cpu_devices, os.cpu_count() or 1, (args.batch_size,)))

@@ -18,6 +18,8 @@ before, 1 after).
 
 import ml_collections
 
+from configs import datasets
+
 
 VARIANTS = ('imagenet', 'imagenette')
 
@@ -76,7 +78,10 @@ def get_config(variant: str = 'imagenet') -> ml_collections.ConfigDict:
   config.dataset.synthetic_eval_examples = 100
 
   config.model = ml_collections.ConfigDict()
-  config.model.name = 'alexnet'  # 'alexnet' or 'cifar_net' (the four-layer net of Figure 1).
+  # 'alexnet', 'cifar_net' (the four-layer net of Figure 1) or 'layer_net' (stacked from
+  # cuda-convnet layer specs in model.layers: configs/cuda_convnet_cifar.py).
+  config.model.name = 'alexnet'
+  config.model.layers = ()
   config.model.activation = 'relu'  # Sec. 3.1; the ablation is 'tanh'.
   config.model.pool_size = 3  # Overlapping pooling z=3, s=2 (Sec. 3.4); ablation 2/2.
   config.model.pool_stride = 2
@@ -128,6 +133,10 @@ def get_config(variant: str = 'imagenet') -> ml_collections.ConfigDict:
   config.weight_decay = 5e-4
   config.decay_biases = True  # The paper's rule decays every weight, biases included.
   config.bias_lr_multiplier = 1.0
+  # (layer, value) pairs, as cuda-convnet's layer-params files set them per layer: a multiplier
+  # of the learning rate, and a weight decay that replaces weight_decay for that layer.
+  config.layer_lr_multipliers = ()
+  config.layer_weight_decay = ()
   # 'plateau': divide by lr_decay_factor when the validation error stops improving (Sec. 5),
   # at most lr_max_cuts times; 'piecewise': divide at each of lr_boundaries_epochs.
   config.lr_schedule = 'plateau'
@@ -167,10 +176,10 @@ def get_config(variant: str = 'imagenet') -> ml_collections.ConfigDict:
   config.distributed.num_processes = -1
   config.distributed.process_id = -1
   config.distributed.cpu_collectives = 'gloo'  # Collectives across CPU-only processes.
-  if variant != 'imagenet':
-    from configs import common  # pylint: disable=g-import-not-at-top  (it imports this module)
-    return common.base(variant, VARIANTS, 'default')
-  return config
+  if variant not in VARIANTS:
+    raise ValueError(f'unknown variant {variant!r}; this config has {list(VARIANTS)} '
+                     '(--config=configs/default.py:VARIANT).')
+  return datasets.VARIANTS[variant](config)
 
 
 def get_sweep(variant: str = 'imagenet') -> list[dict]:
