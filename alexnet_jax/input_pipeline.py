@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from alexnet_jax import dataset_stats
+from alexnet_jax import image_stats
 from alexnet_jax.errors import UserInputError
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
@@ -277,7 +277,7 @@ class Normalization:
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> 'Normalization':
-    stats = dataset_stats.for_config(config)
+    stats = image_stats.for_config(config)
     mean = stats.mean_image if stats.mean_image is not None else stats.mean_rgb
     lighting = None if not config.pca_lighting else {
         'std': config.pca_std,

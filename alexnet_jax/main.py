@@ -13,6 +13,7 @@ from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from alexnet_jax import quiet
 from alexnet_jax.errors import Interrupted, NonFiniteError, UserInputError
 
 FLAGS = flags.FLAGS
@@ -32,6 +33,7 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   # Imported here so that --help and flag errors do not wait for JAX and TensorFlow.
+  quiet.import_tensorflow()
   import jax  # pylint: disable=g-import-not-at-top
   from alexnet_jax import parallel, train, validation  # pylint: disable=g-import-not-at-top
 

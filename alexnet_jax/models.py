@@ -22,7 +22,6 @@ import numpy as np
 from jax import lax
 
 from alexnet_jax import convnet_layers, cpu_ops
-from alexnet_jax.convnet_layers import contrast_norm
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {'relu': nn.relu, 'tanh': jnp.tanh}
 CONV1_PADDINGS = {'valid': ((0, 0), (0, 0)), 'cuda_convnet': ((2, 1), (2, 1))}
@@ -289,8 +288,9 @@ class AlexNet(nn.Module):
     x = pool(norm(act(x))) if self.conv1_order == 'relu_norm_pool' else act(pool(norm(x)))
     x = norm(act(conv('conv2', 1, 5, 1, ((2, 2), (2, 2)), 'own_tower')(x)))
     if self.conv2_contrast_norm:
-      x = contrast_norm(x, size=self.contrast_norm_size, scale=self.contrast_norm_scale,
-                        power=self.contrast_norm_power)
+      x = convnet_layers.contrast_norm(x, size=self.contrast_norm_size,
+                                       scale=self.contrast_norm_scale,
+                                       power=self.contrast_norm_power)
     x = pool(x)
     x = act(conv('conv3', 2, 3, 1, ((1, 1), (1, 1)), 'all_towers')(x))
     x = act(conv('conv4', 3, 3, 1, ((1, 1), (1, 1)), 'own_tower')(x))

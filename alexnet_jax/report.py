@@ -105,15 +105,16 @@ def claim_rows(runs: Sequence[Run]) -> list[dict[str, str]]:
   rows = []
   for claim in claims.CLAIMS:
     mine = [r for r in runs if r.config.get('experiment') == claim.experiment]
-    datasets = sorted({r.config['dataset']['name'] for r in mine}) or [None]
-    for dataset in datasets:
-      group = [r for r in mine if r.config['dataset']['name'] == dataset]
+    labels = sorted({claim.row(r) for r in mine}) or [None]
+    for label in labels:
+      group = [r for r in mine if claim.row(r) == label]
       verdict = claim.judge(group)
       conditions = NOT_AVAILABLE
       if group:
         sizes = sorted({r.config['dataset']['crop_size'] for r in group})
-        epochs = sorted({f'{(r.latest or {}).get("epoch", 0):g}' for r in group})
-        conditions = (f'{dataset}, {"/".join(map(str, sizes))} px, {len(group)} runs, '
+        epochs = sorted({(r.latest or {}).get('epoch', 0) for r in group})
+        epochs = [f'{e:g}' for e in epochs]
+        conditions = (f'{label}, {"/".join(map(str, sizes))} px, {len(group)} runs, '
                       f'{"-".join([epochs[0], epochs[-1]]) if len(epochs) > 1 else epochs[0]} '
                       'epochs')
       rows.append({'claim': claim.id, 'what': claim.text, 'paper': claim.paper,

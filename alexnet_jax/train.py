@@ -1,5 +1,6 @@
 """Train state, loss, the shard_mapped train and eval steps, and the training loop."""
 
+import dataclasses
 import functools
 import json
 import os
@@ -49,12 +50,15 @@ class TrainState:
   evals_without_improvement: jax.Array
 
 
-def state_specs(state: TrainState, replicated_layers: tuple[str, ...]) -> TrainState:
-  """Parameters and their velocity split over 'model'; everything else replicated."""
+def state_specs(state: TrainState, replicated_layers: tuple[str, ...],
+                tx: optax.GradientTransformation) -> TrainState:
+  """Parameters, and every copy of the parameter tree in the optimizer's state (the velocity),
+  split over 'model'; everything else replicated."""
   param_specs = parallel.param_specs(state.params, replicated_layers)
   specs = jax.tree.map(lambda _: parallel.REPLICATED, state)
-  return specs.replace(params=param_specs,
-                       opt_state=optim.VelocityState(velocity=param_specs))
+  opt_specs = optax.tree_map_params(tx, lambda _, spec: spec, state.opt_state, param_specs,
+                                    transform_non_params=lambda _: parallel.REPLICATED)
+  return specs.replace(params=param_specs, opt_state=opt_specs)
 
 
 def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformationExtraArgs:
@@ -89,7 +93,7 @@ def create_train_state(config: ml_collections.ConfigDict, model: Any, image_shap
     raise UserInputError(f'config.dataset.crop_size={image_shape[0]} is too small for '
                          f'{type(model).__name__}: its pooling leaves no pixels ({empty[0]} is '
                          'empty).')
-  specs = state_specs(abstract, model.replicated_layers())
+  specs = state_specs(abstract, model.replicated_layers(), tx)
   state = jax.jit(init, out_shardings=parallel.shardings(mesh, specs))()
   return state, specs
 
@@ -294,6 +298,45 @@ def plateau_schedule_update(config: ml_collections.ConfigDict, state: TrainState
                        evals_without_improvement=jnp.int32(waited), lr_cuts=jnp.int32(cuts))
 
 
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+  """What stays fixed for the whole of a run: its config, devices, data, steps and writers."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  mesh: jax.sharding.Mesh
+  source: Any
+  steps_per_epoch: int
+  total_steps: int
+  process_index: int
+  process_count: int
+  train_fn: Callable
+  eval_fn: Callable
+  manager: Any
+  writer: MetricsWriter
+  triggers: preemption.CheckpointTriggers
+  cache: Any
+  normalization: Any
+  eval_batches: Any
+
+  @property
+  def is_chief(self) -> bool:
+    return self.process_index == 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+  """Where a run stands: its state, the step reached, the metrics of its last log or
+  evaluation (with run_folder.FINISHED) and its per-epoch curves, kept in every checkpoint."""
+  state: TrainState
+  step: int
+  last_metrics: dict[str, Any]
+  history: dict[str, list[Any]]
+
+  @property
+  def finished(self) -> bool:
+    return bool(self.last_metrics.get(run_folder.FINISHED))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the last metrics.
 
@@ -302,15 +345,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   validation.validate_config(config)
   with preemption.CheckpointTriggers(config.checkpoint_every_minutes,
                                      jax.process_count()) as triggers:
-    return _train_and_evaluate(config, workdir, triggers)
+    run, progress = _set_up(config, workdir, triggers)
+    try:
+      with jax.set_mesh(run.mesh):
+        # The paper's procedure: epochs of SGD on random mini-batches, each followed by an
+        # evaluation that may divide the learning rate, until the last epoch (or the target).
+        while progress.step < run.total_steps and not progress.finished:
+          progress = _end_epoch(run, _train_epoch(run, progress))
+          signal_number, _ = triggers.poll()
+          if signal_number is not None and not progress.finished:
+            raise Interrupted(signal_number, progress.step)
+    except tf.errors.InvalidArgumentError as e:  # Only the input pipeline runs TensorFlow ops.
+      raise UserInputError(f'an image could not be decoded ({e.message.splitlines()[0][:300]}); '
+                           'set dataset.bad_images=skip to drop such images.') from e
+    finally:
+      run.manager.wait_until_finished()  # A checkpoint being written is finished, whatever.
+      run.manager.close()
+      run.writer.close()
+  return progress.last_metrics
 
 
-def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                        triggers: preemption.CheckpointTriggers) -> dict[str, float]:
+def _set_up(config: ml_collections.ConfigDict, workdir: str,
+            triggers: preemption.CheckpointTriggers) -> tuple[RunContext, Progress]:
+  """The run's devices, data, network, steps and writers, and its progress: fresh, or restored
+  from the workdir's latest checkpoint."""
   prepare_workdir(workdir)
   input_pipeline.hide_accelerators_from_tensorflow()
   process_index, process_count = jax.process_index(), jax.process_count()
-  is_chief = process_index == 0
 
   source = input_pipeline.create_source(config.dataset, process_index, process_count)
   try:
@@ -336,14 +397,39 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   logging.info('%s: %s parameters.', config.model.name, f'{num_params:,}')
 
   manager = checkpoints.create_manager(workdir)
-  restored = checkpoints.restore_latest(manager, state, is_chief)
-  last_metrics: dict[str, Any] = {}
+  progress = _restore(config, manager, state, steps_per_epoch, total_steps, process_index == 0)
+  if process_index == 0:
+    with open(os.path.join(workdir, run_folder.CONFIG_FILE), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+  model = models.create_model(config.model, source.num_classes, data_axis=parallel.DATA_AXIS,
+                              model_axis=parallel.MODEL_AXIS)
+  train_fn, eval_fn = make_steps(config, model, mesh, specs, steps_per_epoch)
+  normalization = input_pipeline.Normalization.from_config(config.dataset)
+  eval_batches = input_pipeline.eval_batches(
+      source, config.dataset, batch_size=config.eval_batch_size // process_count,
+      normalization=normalization, process_count=process_count)
+  run = RunContext(
+      config=config, workdir=workdir, mesh=mesh, source=source,
+      steps_per_epoch=steps_per_epoch, total_steps=total_steps, process_index=process_index,
+      process_count=process_count, train_fn=train_fn, eval_fn=eval_fn, manager=manager,
+      writer=MetricsWriter(workdir, process_index == 0, start_step=progress.step),
+      triggers=triggers, cache=input_pipeline.training_cache(source, config.dataset),
+      normalization=normalization, eval_batches=eval_batches)
+  return run, progress
+
+
+def _restore(config: ml_collections.ConfigDict, manager: Any, fresh_state: TrainState,
+             steps_per_epoch: int, total_steps: int, is_chief: bool) -> Progress:
+  """The progress of the latest readable checkpoint, or of `fresh_state` when there is none;
+  finished for this config when its steps are done or its last epoch reached the target (a run
+  given more epochs, or a lower target, goes on)."""
+  restored = checkpoints.restore_latest(manager, fresh_state, is_chief)
+  state, last_metrics = fresh_state, {}
   if restored is not None:
     state, restored_step = restored
     last_metrics = dict(manager.metrics(restored_step) or {})
-  # One entry per epoch, kept in every checkpoint's metrics: the run's curves travel with it.
   history: dict[str, list[Any]] = last_metrics.pop(checkpoints.HISTORY, {})
-  # Finished for this config: a run given more epochs, or a lower target, goes on.
   step = int(state.step)
   last_metrics[run_folder.FINISHED] = step >= total_steps or (
       step % steps_per_epoch == 0 and
@@ -352,116 +438,109 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     logging.info('Resumed from the checkpoint at step %d (epoch %.2f)%s.', restored_step,
                  restored_step / steps_per_epoch,
                  ': the run is already finished' if last_metrics[run_folder.FINISHED] else '')
-  if is_chief:
-    with open(os.path.join(workdir, run_folder.CONFIG_FILE), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  return Progress(state, step, last_metrics, history)
 
-  model = models.create_model(config.model, source.num_classes, data_axis=parallel.DATA_AXIS,
-                              model_axis=parallel.MODEL_AXIS)
-  train_fn, eval_fn = make_steps(config, model, mesh, specs, steps_per_epoch)
-  writer = MetricsWriter(workdir, is_chief, start_step=step)
-  local_eval_batch = config.eval_batch_size // process_count
-  cache = input_pipeline.training_cache(source, config.dataset)
-  normalization = input_pipeline.Normalization.from_config(config.dataset)
-  eval_batches = input_pipeline.eval_batches(source, config.dataset, batch_size=local_eval_batch,
-                                             normalization=normalization,
-                                             process_count=process_count)
+
+def _save(run: RunContext, progress: Progress,
+          unchecked: list[tuple[int, dict[str, jax.Array]]]) -> None:
+  """A checkpoint of `progress`, once the steps since the last check are known finite."""
+  check_finite(unchecked)  # Nothing non-finite reaches a checkpoint.
+  unchecked.clear()
+  if run.manager.latest_step() != progress.step:  # Stopped right after a resume: saved already.
+    checkpoints.save(run.manager, progress.step, progress.state,
+                     {**progress.last_metrics, checkpoints.HISTORY: progress.history})
+  run.triggers.saved()
+
+
+def _log_training(run: RunContext, progress: Progress, learning_rate: jax.Array,
+                  since: tuple[float, int]) -> dict[str, Any]:
+  """The running training metrics of this epoch, written and logged; `since` is the (time,
+  step) of the previous log, for the speed."""
+  config, step = run.config, progress.step
+  steps_per_sec = (step - since[1]) / max(time.time() - since[0], 1e-9)
+  sums = jax.device_get(progress.state.epoch_sums)
+  metrics = {
+      'epoch': step / run.steps_per_epoch,
+      'train_loss': float(sums[0] / sums[2]),
+      'train_error': float(sums[1] / sums[2]),
+      'learning_rate': float(learning_rate),
+      'images_per_sec': steps_per_sec * config.batch_size,
+  }
+  run.writer.write(step, metrics)
+  logging.info('step %d/%d epoch %.2f: loss %.4f, training error %.4f (this epoch), lr %.2g, '
+               '%.0f images/s, ETA %.1f min', step, run.total_steps, metrics['epoch'],
+               metrics['train_loss'], metrics['train_error'], metrics['learning_rate'],
+               metrics['images_per_sec'], (run.total_steps - step) / steps_per_sec / 60)
+  return metrics
+
+
+def _train_epoch(run: RunContext, progress: Progress) -> Progress:
+  """The rest of the current epoch's SGD steps, from `progress.step`: logs every
+  log_every_steps, checkpoints every checkpoint_every_steps, when the timer runs out and on a
+  signal (then raises Interrupted)."""
+  config, steps_per_epoch = run.config, run.steps_per_epoch
+  state, step, last_metrics = progress.state, progress.step, progress.last_metrics
+  epoch, skip = divmod(step, steps_per_epoch)
+  if skip == 0:
+    state = state.replace(epoch_sums=jnp.zeros_like(state.epoch_sums))
+  batches = input_pipeline.train_epoch(
+      run.source, config.dataset, global_batch_size=config.batch_size, seed=config.seed,
+      epoch=epoch, num_batches=steps_per_epoch, skip_batches=skip,
+      process_index=run.process_index, process_count=run.process_count, cached=run.cache,
+      normalization=run.normalization)
   unchecked: list[tuple[int, dict[str, jax.Array]]] = []  # Steps whose metrics are on device.
+  since = (time.time(), step)
+  for batch in batches:
+    state, metrics = run.train_fn(state, global_batch(batch, run.mesh))
+    step += 1
+    unchecked.append((step, metrics))
+    end_of_epoch = step % steps_per_epoch == 0
+    if step % config.log_every_steps == 0 or end_of_epoch:
+      check_finite(unchecked)
+      unchecked.clear()
+      last_metrics = _log_training(run, Progress(state, step, last_metrics, progress.history),
+                                   metrics['learning_rate'], since)
+      since = (time.time(), step)
+    if end_of_epoch:
+      break
+    signal_number, timer_ran_out = run.triggers.poll()
+    if signal_number is not None or timer_ran_out or step % config.checkpoint_every_steps == 0:
+      _save(run, Progress(state, step, last_metrics, progress.history), unchecked)
+    if signal_number is not None:
+      raise Interrupted(signal_number, step)
+  return Progress(state, step, last_metrics, progress.history)
 
-  def check_unchecked():
-    check_finite(unchecked)
-    unchecked.clear()
 
-  def save():
-    check_unchecked()  # Nothing non-finite reaches a checkpoint.
-    if manager.latest_step() != step:  # Stopped right after a resume: it is saved already.
-      checkpoints.save(manager, step, state, {**last_metrics, checkpoints.HISTORY: history})
-    triggers.saved()
-
-  try:
-    with jax.set_mesh(mesh):
-      while step < total_steps and not last_metrics.get(run_folder.FINISHED):
-        epoch = step // steps_per_epoch
-        skip = step % steps_per_epoch
-        if skip == 0:
-          state = state.replace(epoch_sums=jnp.zeros_like(state.epoch_sums))
-        batches = input_pipeline.train_epoch(
-            source, config.dataset, global_batch_size=config.batch_size, seed=config.seed,
-            epoch=epoch, num_batches=steps_per_epoch, skip_batches=skip,
-            process_index=process_index, process_count=process_count, cached=cache,
-            normalization=normalization)
-        log_start, log_step = time.time(), step
-        for batch in batches:
-          state, metrics = train_fn(state, global_batch(batch, mesh))
-          step += 1
-          unchecked.append((step, metrics))
-          end_of_epoch = step % steps_per_epoch == 0
-          if step % config.log_every_steps == 0 or end_of_epoch:
-            check_unchecked()
-            elapsed = time.time() - log_start
-            steps_per_sec = (step - log_step) / max(elapsed, 1e-9)
-            sums = jax.device_get(state.epoch_sums)
-            last_metrics = {
-                'epoch': step / steps_per_epoch,
-                'train_loss': float(sums[0] / sums[2]),
-                'train_error': float(sums[1] / sums[2]),
-                'learning_rate': float(metrics['learning_rate']),
-                'images_per_sec': steps_per_sec * config.batch_size,
-            }
-            writer.write(step, last_metrics)
-            logging.info('step %d/%d epoch %.2f: loss %.4f, training error %.4f (this epoch), '
-                         'lr %.2g, %.0f images/s, ETA %.1f min', step, total_steps,
-                         last_metrics['epoch'], last_metrics['train_loss'],
-                         last_metrics['train_error'], last_metrics['learning_rate'],
-                         last_metrics['images_per_sec'],
-                         (total_steps - step) / steps_per_sec / 60)
-            log_start, log_step = time.time(), step
-          if end_of_epoch:
-            break
-          signal_number, timer_ran_out = triggers.poll()
-          if signal_number is not None or timer_ran_out or \
-              step % config.checkpoint_every_steps == 0:
-            save()
-          if signal_number is not None:
-            raise Interrupted(signal_number, step)
-
-        epoch_done = step // steps_per_epoch
-        reached_target = reached_train_error(config, last_metrics['train_error'])
-        if reached_target:
-          logging.info('The training error, %.4f, has reached config.stop_at_train_error=%g: '
-                       'the run is finished.', last_metrics['train_error'],
-                       config.stop_at_train_error)
-        is_last = step >= total_steps or reached_target
-        epoch_record = {'epoch': epoch_done, 'train_epoch_loss': last_metrics['train_loss'],
-                        'train_epoch_error': last_metrics['train_error']}
-        if epoch_done % config.eval_every_epochs == 0 or is_last:
-          eval_metrics = evaluate(eval_fn, state.params, eval_batches.as_numpy_iterator(), mesh)
-          last_metrics.update(eval_metrics)
-          epoch_record.update(eval_metrics)
-          state = plateau_schedule_update(config, state, eval_metrics['eval_top1_error'])
-          ten_crop = ', 10 crops: top-1 error {:.4f}, top-5 error {:.4f}'.format(
-              eval_metrics['eval_10crop_top1_error'], eval_metrics['eval_10crop_top5_error']
-          ) if 'eval_10crop_top1_error' in eval_metrics else ''
-          logging.info('epoch %d: training error %.4f, eval loss %.4f, top-1 error %.4f, '
-                       'top-5 error %.4f%s (%d examples)', epoch_done,
-                       last_metrics['train_error'], eval_metrics['eval_loss'],
-                       eval_metrics['eval_top1_error'], eval_metrics['eval_top5_error'],
-                       ten_crop, eval_metrics['eval_examples'])
-        for key in HISTORY_KEYS:  # None where this epoch was not evaluated.
-          history.setdefault(key, []).append(epoch_record.get(key))
-        writer.write(step, epoch_record)
-        last_metrics[run_folder.FINISHED] = is_last
-        save()
-        if is_last:
-          break
-        signal_number, _ = triggers.poll()
-        if signal_number is not None and not is_last:
-          raise Interrupted(signal_number, step)
-  except tf.errors.InvalidArgumentError as e:  # Only the input pipeline runs TensorFlow ops.
-    raise UserInputError(f'an image could not be decoded ({e.message.splitlines()[0][:300]}); '
-                         'set dataset.bad_images=skip to drop such images.') from e
-  finally:
-    manager.wait_until_finished()  # A checkpoint being written is finished, whatever happened.
-    manager.close()
-    writer.close()
-  return last_metrics
+def _end_epoch(run: RunContext, progress: Progress) -> Progress:
+  """After an epoch's last step: the evaluation (every eval_every_epochs, and at the end), the
+  plateau schedule's update, the epoch's entry in the history, and a checkpoint."""
+  config, state, step = run.config, progress.state, progress.step
+  last_metrics, history = dict(progress.last_metrics), progress.history
+  epoch_done = step // run.steps_per_epoch
+  reached_target = reached_train_error(config, last_metrics['train_error'])
+  if reached_target:
+    logging.info('The training error, %.4f, has reached config.stop_at_train_error=%g: the run '
+                 'is finished.', last_metrics['train_error'], config.stop_at_train_error)
+  is_last = step >= run.total_steps or reached_target
+  epoch_record = {'epoch': epoch_done, 'train_epoch_loss': last_metrics['train_loss'],
+                  'train_epoch_error': last_metrics['train_error']}
+  if epoch_done % config.eval_every_epochs == 0 or is_last:
+    eval_metrics = evaluate(run.eval_fn, state.params, run.eval_batches.as_numpy_iterator(),
+                            run.mesh)
+    last_metrics.update(eval_metrics)
+    epoch_record.update(eval_metrics)
+    state = plateau_schedule_update(config, state, eval_metrics['eval_top1_error'])
+    ten_crop = ', 10 crops: top-1 error {:.4f}, top-5 error {:.4f}'.format(
+        eval_metrics['eval_10crop_top1_error'], eval_metrics['eval_10crop_top5_error']
+    ) if 'eval_10crop_top1_error' in eval_metrics else ''
+    logging.info('epoch %d: training error %.4f, eval loss %.4f, top-1 error %.4f, top-5 error '
+                 '%.4f%s (%d examples)', epoch_done, last_metrics['train_error'],
+                 eval_metrics['eval_loss'], eval_metrics['eval_top1_error'],
+                 eval_metrics['eval_top5_error'], ten_crop, eval_metrics['eval_examples'])
+  for key in HISTORY_KEYS:  # None where this epoch was not evaluated.
+    history.setdefault(key, []).append(epoch_record.get(key))
+  run.writer.write(step, epoch_record)
+  last_metrics[run_folder.FINISHED] = is_last
+  progress = Progress(state, step, last_metrics, history)
+  _save(run, progress, [])
+  return progress

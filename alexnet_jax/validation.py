@@ -2,7 +2,7 @@
 
 import ml_collections
 
-from alexnet_jax import convnet_layers, dataset_stats, models
+from alexnet_jax import convnet_layers, image_stats, models
 from alexnet_jax.errors import UserInputError
 
 LR_SCHEDULES = ('plateau', 'piecewise')
@@ -76,7 +76,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
          f'config.dataset.image_size={config.dataset.image_size}.')
   _check(len(config.dataset.mean_rgb) == 3,
          f'config.dataset.mean_rgb={config.dataset.mean_rgb!r} must have 3 values (R, G, B).')
-  dataset_stats.for_config(config.dataset)  # The mean and stats file agree with the config.
+  image_stats.for_config(config.dataset)  # The mean and stats file agree with the config.
 
 
 def validate_for_mesh(config: ml_collections.ConfigDict, num_data: int, num_model: int,

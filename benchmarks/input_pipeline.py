@@ -17,6 +17,7 @@ again as needed); the table shows the median of --repeats.
 """
 
 import argparse
+import glob
 import multiprocessing
 import os
 import sys
@@ -51,15 +52,16 @@ def jpegs_from_a_photo(folder: str, num_images: int, quality: int, size=(500, 37
     view = view[:, ::-1] if rng.random() < 0.5 else view
     image = Image.fromarray(np.clip(view, 0, 255).astype(np.uint8)).resize(size, Image.BICUBIC)
     image.save(os.path.join(class_dir, f'{i:05d}.jpg'), quality=quality)
-  os.makedirs(os.path.join(folder, 'validation', 'all'), exist_ok=True)
-  os.link(os.path.join(class_dir, '00000.jpg'), os.path.join(folder, 'validation', 'all', 'a.jpg'))
 
 
 def dataset_config(folder: str):
   from configs import default  # pylint: disable=g-import-not-at-top
   config = default.get_config().dataset
+  # Only training batches are timed: the training split stands in for the evaluation one, so
+  # that any folder with a train/ split will do.
   config.update(dict(name='image_folder', data_dir=folder, image_size=256, crop_size=224,
-                     random_crop=True, random_flip=True, pca_lighting=True, cache=False))
+                     random_crop=True, random_flip=True, pca_lighting=True, cache=False,
+                     eval_split='train'))
   return config
 
 
@@ -138,8 +140,7 @@ def pil_example(args) -> np.ndarray:
 
 def time_pil(folder: str, num_batches: int, repeats: int, workers: int) -> float:
   config = dataset_config(folder)
-  class_dir = os.path.join(folder, 'train', 'all')
-  paths = sorted(os.path.join(class_dir, f) for f in os.listdir(class_dir))
+  paths = sorted(glob.glob(os.path.join(folder, 'train', '*', '*')))
   constants = (np.asarray(config.mean_rgb, np.float32), config.pca_std,
                np.asarray(config.pca_eigenvalues), np.asarray(config.pca_eigenvectors))
   with multiprocessing.get_context('fork').Pool(workers) as pool:

@@ -19,15 +19,13 @@ runs a convolution on one core), the batch over them as data replicas, and `cpu_
 import argparse
 import os
 import statistics
-import sys
 import time
 
 import jax
-import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import steps  # benchmarks/steps.py, beside this script.
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from alexnet_jax import models, parallel, train
+from alexnet_jax import models, parallel
 from configs import default, relu_vs_tanh
 
 NETWORKS = {'alexnet': default.get_config, 'cifar': relu_vs_tanh.get_config}
@@ -62,32 +60,7 @@ def jax_step(name: str, batch_size: int, mesh_shape: tuple[int, int], ops: str):
   config = NETWORKS[name]()
   config.batch_size = batch_size
   config.model.ops = ops
-  size, num_classes = config.dataset.crop_size, 1000 if name == 'alexnet' else 10
-  mesh = parallel.create_mesh(*mesh_shape)
-  state, specs = train.create_train_state(config, models.create_model(config.model, num_classes),
-                                          (size, size, 3), mesh)
-  model = models.create_model(config.model, num_classes, data_axis=parallel.DATA_AXIS,
-                              model_axis=parallel.MODEL_AXIS)
-  train_fn, _ = train.make_steps(config, model, mesh, specs, steps_per_epoch=1000)
-  rng = np.random.default_rng(0)
-  batch = train.global_batch(
-      {'image': rng.integers(0, 256, (batch_size, size, size, 3)).astype(np.uint8),
-       'shift': rng.normal(-120, 5, (batch_size, 3)).astype(np.float32),
-       'flip': rng.integers(0, 2, batch_size).astype(bool),
-       'label': rng.integers(0, num_classes, batch_size).astype(np.int32)}, mesh)
-  with jax.set_mesh(mesh):
-    cost = train_fn.lower(state, batch).compile().cost_analysis()
-  # XLA counts one device's share of the shard_mapped step.
-  cost = cost[0] if isinstance(cost, list) else cost
-  flops = mesh.size * float(cost.get('flops', float('nan')))
-  holder = [state]
-
-  def step():
-    with jax.set_mesh(mesh):
-      holder[0], metrics = train_fn(holder[0], batch)
-      jax.block_until_ready(metrics)
-
-  return step, flops
+  return steps.jax_train_step(config, 1000 if name == 'alexnet' else 10, mesh_shape)
 
 
 def torch_step(name: str, batch_size: int):
@@ -139,7 +112,10 @@ def main() -> None:
   parser.add_argument('--mesh', default='-1,1', help='data,model (config.mesh).')
   parser.add_argument('--cpu_devices', type=int, default=-1, help='config.mesh.cpu_devices.')
   parser.add_argument('--ops', default='auto', choices=models.OPS_CHOICES, help='config.model.ops.')
+  parser.add_argument('--frameworks', default='jax,pytorch',
+                      help='jax, pytorch or both; PyTorch needs requirements-bench.txt.')
   args = parser.parse_args()
+  frameworks = args.frameworks.split(',')
   jax.config.update('jax_num_cpu_devices', parallel.cpu_device_count(
       args.cpu_devices, os.cpu_count() or 1, (args.batch_size,)))
   mesh_shape = tuple(map(int, args.mesh.split(',')))
@@ -149,11 +125,16 @@ def main() -> None:
         f'{args.ops}; batch {args.batch_size}, median of {args.steps} steps\n')
   print('| network | JAX images/s | PyTorch images/s | JAX / PyTorch | JAX GFLOP/s | '
         'PyTorch GFLOP/s |\n|---|---|---|---|---|---|')
+  nan = float('nan')
   for name in args.networks.split(','):
+    jax_seconds = torch_seconds = nan
+    torch_version = 'not run'
     step, flops = jax_step(name, args.batch_size, mesh_shape, args.ops)
-    jax_seconds = time_steps(step, args.steps)
-    step, torch_version = torch_step(name, args.batch_size)
-    torch_seconds = time_steps(step, args.steps)
+    if 'jax' in frameworks:
+      jax_seconds = time_steps(step, args.steps)
+    if 'pytorch' in frameworks:
+      step, torch_version = torch_step(name, args.batch_size)
+      torch_seconds = time_steps(step, args.steps)
     print(f'| {name} | {args.batch_size / jax_seconds:.1f} | {args.batch_size / torch_seconds:.1f} '
           f'(torch {torch_version}) | {torch_seconds / jax_seconds:.2f} | '
           f'{flops / jax_seconds / 1e9:.1f} | {flops / torch_seconds / 1e9:.1f} |', flush=True)

@@ -85,6 +85,8 @@ LAYERS = {
         'fc10 fc init_std=0.01',
     ),
 }
+LAYER_FILES = {'18pct': 'layers-18pct.cfg', '80sec': 'layers-80sec.cfg',
+               '13pct': 'layers-conv-local-13pct.cfg', '11pct': 'layers-conv-local-11pct.cfg'}
 # The layer-params files' wc: the value most layers share, then the rest by layer.
 WEIGHT_DECAY = {
     '18pct': (0.004, (('fc10', 1.0),)),
@@ -110,6 +112,7 @@ def get_config(variant: str = '18pct') -> ml_collections.ConfigDict:
   config = common.base('cifar10', ('cifar10',), 'cuda_convnet_cifar')
   config.model.name = 'layer_net'
   config.model.layers = LAYERS[variant]
+  config.model.layer_file = LAYER_FILES[variant]
   config.learning_rate = EPS_W
   config.bias_lr_multiplier = 2.0
   config.decay_biases = False

@@ -82,6 +82,7 @@ def get_config(variant: str = 'imagenet') -> ml_collections.ConfigDict:
   # cuda-convnet layer specs in model.layers: configs/cuda_convnet_cifar.py).
   config.model.name = 'alexnet'
   config.model.layers = ()
+  config.model.layer_file = ''  # The cuda-convnet layer file that model.layers transcribes.
   config.model.activation = 'relu'  # Sec. 3.1; the ablation is 'tanh'.
   config.model.pool_size = 3  # Overlapping pooling z=3, s=2 (Sec. 3.4); ablation 2/2.
   config.model.pool_stride = 2
@@ -97,8 +98,9 @@ def get_config(variant: str = 'imagenet') -> ml_collections.ConfigDict:
   # the ReLU, which it applied after pooling.
   config.model.conv1_order = 'relu_norm_pool'
   # The 2012 code normalised conv2's maps once more after LRN, spatially within each map
-  # (cuda-convnet's 'cnorm', models.contrast_norm). The constants are cuda-convnet's defaults
-  # (scale 1e-3, power 0.75) and a 5x5 window: the 2012 layer file's own are not known here.
+  # (cuda-convnet's 'cnorm', convnet_layers.contrast_norm). The constants are cuda-convnet's
+  # defaults (scale 1e-3, power 0.75) and a 5x5 window: the 2012 layer file's own are not known
+  # here.
   config.model.conv2_contrast_norm = False
   config.model.contrast_norm_size = 5
   config.model.contrast_norm_scale = 1e-3

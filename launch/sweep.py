@@ -25,6 +25,11 @@ def flag_value(value: Any) -> str:
   return str(value)
 
 
+# A sweep entry's key that names the variant of its config file the run takes (e.g. C2's 13%
+# and 11% nets); every other key is a config override.
+VARIANT = 'variant'
+
+
 def run_name(overrides: dict[str, Any]) -> str:
   """'activation=tanh,learning_rate=0.001,seed=0': each key's last part, in the sweep's order."""
   parts = [f'{key.rsplit(".", 1)[-1]}={flag_value(value)}' for key, value in overrides.items()]
@@ -50,10 +55,14 @@ def expand(config: str, root: str, extra_flags: list[str],
            python: str = sys.executable) -> list[Run]:
   """The runs of `config`'s sweep under ROOT/<run name>, with `extra_flags` added to each."""
   runs = []
+  path = config.partition(':')[0]
   for overrides in load_sweep(config):
     name = run_name(overrides)
     workdir = os.path.join(os.path.abspath(root), name)
-    command = [python, '-m', 'alexnet_jax.main', f'--config={config}', f'--workdir={workdir}',
+    overrides = dict(overrides)
+    variant = overrides.pop(VARIANT, None)
+    run_config = f'{path}:{variant}' if variant else config
+    command = [python, '-m', 'alexnet_jax.main', f'--config={run_config}', f'--workdir={workdir}',
                *[f'--config.{key}={flag_value(value)}' for key, value in overrides.items()],
                *extra_flags]
     runs.append(Run(name, overrides, workdir, command))

@@ -9,11 +9,7 @@ from jax import lax
 
 from alexnet_jax import cpu_ops, models
 from configs import default
-
-
-def assert_close(got, want, rtol=1e-5):
-  got, want = np.asarray(got), np.asarray(want)
-  np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * float(np.abs(want).max()))
+from tests.helpers import assert_close
 
 
 def values_and_grads(fn, *args):
@@ -91,6 +87,6 @@ def test_lrn_value_and_gradient_equal_the_plain_formula(beta, groups):
 
 def test_auto_ops_take_the_cpu_gradients_on_the_cpu():
   model_config = default.get_config().model
-  assert models.create_model(model_config, 10).ops == 'cpu'
+  assert models.create_model(model_config, 10).ops is models.OPS['cpu']
   model_config.ops = 'xla'
-  assert models.create_model(model_config, 10).ops == 'xla'
+  assert models.create_model(model_config, 10).ops is models.OPS['xla']

@@ -8,26 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_jax import dataset_stats, input_pipeline
+from alexnet_jax import image_stats, input_pipeline
 from alexnet_jax.errors import UserInputError
 from configs import default
+from tests.helpers import write_image_folder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def write_image_folder(root, splits=('train', 'test'), classes=('cat', 'dog', 'ship'),
-                       per_class=5, size=(12, 10)):
-  """A tiny split/label/image.jpg tree; images of class i are bright in channel i."""
-  rng = np.random.default_rng(0)
-  for split in splits:
-    for i, name in enumerate(classes):
-      os.makedirs(os.path.join(root, split, name), exist_ok=True)
-      for j in range(per_class):
-        image = rng.integers(0, 60, (*size, 3)).astype(np.uint8)
-        image[..., i % 3] += 180
-        tf.io.write_file(os.path.join(root, split, name, f'{j:04d}.jpg'),
-                         tf.io.encode_jpeg(image))
-  return root
 
 
 def _dataset_config(**overrides):
@@ -182,7 +168,18 @@ def test_lighting_noise_follows_the_eigenvectors_with_the_configured_spread():
   alphas = np.linalg.solve(eigenvectors, noise.T / 255.0).T / eigenvalues
   np.testing.assert_allclose(alphas.std(axis=0), config.pca_std, rtol=0.1)
   np.testing.assert_allclose(alphas.mean(axis=0), 0.0, atol=0.01)
-  np.testing.assert_allclose(eigenvectors @ (alphas * eigenvalues).T * 255, noise.T, atol=1e-3)
+  # The RGB covariance of the noise: 255^2 P diag((std l_i)^2) P^T, P's columns the
+  # eigenvectors (rows instead would give another matrix: P is not symmetric).
+  want = 255.0**2 * eigenvectors @ np.diag((config.pca_std * eigenvalues) ** 2) @ eigenvectors.T
+  assert not np.allclose(want, 255.0**2 * eigenvectors.T @ np.diag(
+      (config.pca_std * eigenvalues) ** 2) @ eigenvectors, rtol=0.2)
+  np.testing.assert_allclose(np.cov(noise.T), want, rtol=0.15, atol=0.05 * np.abs(want).max())
+  # Drawn once per image and presentation: the same seed gives the same noise, another not.
+  noise_of = lambda seed: input_pipeline.lighting_noise(
+      tf.constant(seed, tf.int64), std=config.pca_std, eigenvalues=eigenvalues,
+      eigenvectors=eigenvectors).numpy()
+  np.testing.assert_array_equal(noise_of([7, 3]), noise[3])
+  assert not np.allclose(noise_of([8, 3]), noise[3])
 
 
 def test_ten_crops_are_the_corners_the_centre_and_their_mirrors():
@@ -259,7 +256,7 @@ def test_dataset_stats_command_and_the_mean_image(tmp_path):
   assert squares.shape == (15, 8, 8, 3)
   pixels = squares.reshape(-1, 3).astype(np.float64) / 255
   eigenvalues, eigenvectors = np.linalg.eigh(np.cov(pixels, rowvar=False, bias=True))
-  stats = dataset_stats.read(output, with_mean_image=True)
+  stats = image_stats.read(output, with_mean_image=True)
   np.testing.assert_allclose(stats.mean_image, squares.mean(0), rtol=1e-5)
   np.testing.assert_allclose(stats.mean_rgb, squares.reshape(-1, 3).mean(0), rtol=1e-6)
   np.testing.assert_allclose(stats.eigenvalues, eigenvalues[::-1], rtol=1e-6)
@@ -270,6 +267,6 @@ def test_dataset_stats_command_and_the_mean_image(tmp_path):
   np.testing.assert_allclose(batch['shift'], -np.broadcast_to(stats.mean_image[1:7, 1:7],
                                                               (16, 6, 6, 3)), rtol=1e-6)
   with pytest.raises(UserInputError, match='image_size=16'):
-    dataset_stats.for_config(_dataset_config(stats_file=output, mean='image', image_size=16))
+    image_stats.for_config(_dataset_config(stats_file=output, mean='image', image_size=16))
   with pytest.raises(UserInputError, match='needs the mean image'):
-    dataset_stats.for_config(_dataset_config(mean='image'))
+    image_stats.for_config(_dataset_config(mean='image'))

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from jax import lax
 
-from alexnet_jax import models, report
+from alexnet_jax import convnet_layers, models, report
 from configs import cuda_convnet, default, relu_vs_tanh
+from tests.helpers import SMALL_ALEXNET
 
 LAYERS = ('conv1', 'conv2', 'conv3', 'conv4', 'conv5', 'fc6', 'fc7', 'fc8')
 # The paper's layout with few kernels, for tests that run the network on 67x67 images.
-SMALL = dict(num_classes=10, conv_features=(16, 32, 48, 48, 32), fc_features=(64, 64))
+SMALL = dict(num_classes=10, **SMALL_ALEXNET)
 
 
 def _model(num_classes=1000, **overrides):
@@ -286,7 +287,8 @@ def contrast_norm_numpy(a, size, scale, power):
 def test_contrast_norm_matches_cuda_convnets_formula():
   a = np.random.default_rng(0).normal(0, 30, (2, 7, 6, 3))
   for size in (3, 4, 5):
-    got = models.contrast_norm(jnp.asarray(a, jnp.float32), size=size, scale=0.01, power=0.75)
+    got = convnet_layers.contrast_norm(jnp.asarray(a, jnp.float32), size=size, scale=0.01,
+                                       power=0.75)
     np.testing.assert_allclose(got, contrast_norm_numpy(a, size, 0.01, 0.75), rtol=1e-5)
   # In the network: after conv2's LRN, no parameters of its own, and it changes the function.
   images = jax.random.normal(jax.random.PRNGKey(1), (2, 67, 67, 3)) * 50

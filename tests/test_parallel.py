@@ -10,12 +10,13 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
 from alexnet_jax import input_pipeline, models, parallel, train
 from configs import default
-from tests.test_train import latest_params
+from tests.helpers import SMALL_ALEXNET, assert_close, latest_params
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Data parallel, model parallel, both; other shapes take the same code paths (and each shape
@@ -26,8 +27,7 @@ IMAGE = 67  # The smallest input that leaves conv5 one pixel after pooling: quic
 
 def tiny_config():
   config = default.get_config()
-  config.model.conv_features = (16, 32, 48, 48, 32)
-  config.model.fc_features = (64, 64)
+  config.model.update(SMALL_ALEXNET)
   config.model.dropout_rate = 0.5  # Dropout's mask, too, must not depend on the mesh.
   config.dataset.name = 'synthetic'
   config.dataset.image_size = config.dataset.crop_size = IMAGE
@@ -39,9 +39,24 @@ def tiny_config():
   return config
 
 
-def assert_close(got, want):
-  got, want = np.asarray(got), np.asarray(want)
-  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
+# Every cuda-convnet layer type, small, for the meshes too.
+TINY_LAYERS = ('conv1 conv filters=8 size=5 padding=2 init_std=0.05',
+               'pool1 pool kind=max size=3 stride=2 act=1',
+               'rnorm1 rnorm size=3 scale=0.001 pow=0.75',
+               'conv2 conv filters=8 size=3 padding=1 init_std=0.05 act=1',
+               'rnorm2 cmrnorm size=3 scale=0.01 pow=0.75',
+               'pool2 pool kind=avg size=3 stride=2',
+               'local3 local filters=4 size=3 padding=1 init_std=0.05 act=1',
+               'fc4 fc outputs=16 init_std=0.05 act=1',
+               'fc5 fc init_std=0.05')
+
+
+def tiny_layer_net_config():
+  config = tiny_config()
+  config.model.name = 'layer_net'
+  config.model.layers = TINY_LAYERS
+  config.model.cpu_micro_batch = 2  # Micro-batches under the mesh as well.
+  return config
 
 
 def batch_of(num):
@@ -76,8 +91,9 @@ def single_device_reference(config, params, batch, dropout_key):
   return logits, loss, grads, jax.tree.map(jnp.add, params, updates)
 
 
-def test_every_mesh_matches_the_single_device_network():
-  config = tiny_config()
+@pytest.mark.parametrize('make_config', [tiny_config, tiny_layer_net_config])
+def test_every_mesh_matches_the_single_device_network(make_config):
+  config = make_config()
   batch = batch_of(8)
   base_model = models.create_model(config.model, 10)
   state, _ = train.create_train_state(config, base_model, (IMAGE, IMAGE, 3),
@@ -87,12 +103,13 @@ def test_every_mesh_matches_the_single_device_network():
   ref_logits, ref_loss, ref_grads, ref_next = single_device_reference(
       config, params, network_batch(batch), dropout_key)
   assert float(jnp.std(ref_logits)) > 1e-4
+  assert all(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(ref_grads))
 
   for num_data, num_model in MESHES:
     mesh = parallel.create_mesh(num_data, num_model)
     state, specs = train.create_train_state(config, base_model, (IMAGE, IMAGE, 3), mesh)
     model = models.create_model(config.model, 10, data_axis='data', model_axis='model')
-    assert model.ops == 'cpu'
+    assert model.ops is models.OPS['cpu']
 
     def forward(p, b, key):
       loss, logits, grads = train.loss_and_grads(p, b, key, model=model)
@@ -246,3 +263,22 @@ def test_two_processes_match_one_process(tmp_path):
   # Only process 0 writes the run's files.
   assert len(open(tmp_path / 'two' / 'metrics.jsonl').readlines()) == len(
       open(tmp_path / 'one' / 'metrics.jsonl').readlines())
+
+
+def test_any_optax_optimizers_state_shards_like_the_parameters():
+  config = tiny_config()
+  model = models.create_model(config.model, 10)
+  abstract = jax.eval_shape(lambda: model.init({'params': jax.random.PRNGKey(0)},
+                                               jnp.zeros((1, IMAGE, IMAGE, 3)), train=False))
+  params = abstract['params']
+  param_specs = parallel.param_specs(params, model.replicated_layers())
+  tx = optax.adam(1e-3)  # Two copies of the parameter tree (mu, nu) and a step count.
+  state = train.TrainState(step=0, params=params, opt_state=jax.eval_shape(tx.init, params),
+                           rng=0, epoch_sums=0, lr_cuts=0, best_eval_error=0,
+                           evals_without_improvement=0)
+  specs = train.state_specs(state, model.replicated_layers(), tx)
+  adam_specs = specs.opt_state[0]
+  assert adam_specs.mu == param_specs and adam_specs.nu == param_specs
+  assert adam_specs.count == P()
+  assert param_specs['conv2']['kernel'] == P(None, None, None, 'model')
+  assert param_specs['fc8']['kernel'] == P()  # The classifier, whole on every shard.

@@ -14,7 +14,7 @@ import pytest
 
 from alexnet_jax import checkpoints, train
 from alexnet_jax.errors import Interrupted, NonFiniteError, UserInputError
-from tests.test_train import REPO, latest_params, read_metrics, small_config
+from tests.helpers import REPO, latest_params, read_metrics, small_config
 
 
 def _send_signal_after_step(workdir, step, signal_number=signal.SIGTERM):

@@ -9,43 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from alexnet_jax import checkpoints, input_pipeline, models, parallel, train
-from configs import relu_vs_tanh
-from tests.test_input_pipeline import write_image_folder
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def small_config(**overrides):
-  """The Figure-1 net on the synthetic task: 512 training and 100 evaluation images."""
-  config = relu_vs_tanh.get_config()
-  config.dataset.name = 'synthetic'
-  config.dataset.synthetic_train_examples = 512
-  config.dataset.synthetic_eval_examples = 100
-  config.dataset.cache = False
-  config.dataset.shuffle_buffer = 512
-  config.model.conv_features = (8, 8, 16)
-  config.batch_size = 32
-  config.eval_batch_size = 16  # 100 = 6 x 16 + 4: the last batch is padded.
-  config.learning_rate = 0.001
-  config.num_epochs = 2
-  config.log_every_steps = 4
-  config.checkpoint_every_steps = 1000
-  config.mesh.data = 1
-  config.update_from_flattened_dict(overrides)
-  return config
-
-
-def read_metrics(workdir):
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [json.loads(line) for line in f]
-
-
-def latest_params(workdir):
-  manager = checkpoints.create_manager(workdir, read_only=True)
-  step = manager.latest_step()
-  return step, checkpoints.restore_on_host(manager, step)['params']
-
+from alexnet_jax import input_pipeline, models, parallel, train
+from tests.helpers import REPO, latest_params, read_metrics, small_config, write_image_folder
 
 def test_training_lowers_the_loss_and_writes_the_run_folder(tmp_path):
   workdir = str(tmp_path / 'run')
@@ -117,10 +82,13 @@ def test_image_folder_run(tmp_path):
   assert final['eval_examples'] == 36
 
 
-def _main(*args):
+def _main(*args, env=None):
+  """main in a subprocess; `env` changes its environment (None removes a variable)."""
+  environ = {**os.environ, **(env or {})}
   return subprocess.run([sys.executable, '-m', 'alexnet_jax.main',
                          '--config=configs/relu_vs_tanh.py', *args],
-                        cwd=REPO, capture_output=True, text=True, timeout=300)
+                        cwd=REPO, capture_output=True, text=True, timeout=300,
+                        env={k: v for k, v in environ.items() if v is not None})
 
 
 @pytest.mark.parametrize('case', ['activation', 'data_dir', 'empty_folder', 'workdir'])
@@ -142,7 +110,10 @@ def test_bad_input_exits_with_one_clear_line(tmp_path, case):
   }[case]
   if case == 'workdir':
     workdir = str(tmp_path / 'a_file' / 'run')
-  result = _main(f'--workdir={workdir}', *args)
+  # TF_ENABLE_ONEDNN_OPTS=1 makes any CPU print what TensorFlow prints by default on AVX-512 ones.
+  # A user's environment: no TF_CPP_MIN_LOG_LEVEL (conftest sets one for the tests).
+  result = _main(f'--workdir={workdir}', *args, env={'TF_ENABLE_ONEDNN_OPTS': '1',
+                                                     'TF_CPP_MIN_LOG_LEVEL': None})
   assert result.returncode == 2
   lines = [line for line in result.stderr.splitlines() if line.strip()]
   assert len(lines) == 1 and lines[0].startswith('error: ') and expected in lines[0], lines

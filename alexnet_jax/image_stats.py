@@ -1,0 +1,102 @@
+"""The training set's statistics that preprocessing uses (Sec. 2 and 4.1): its mean image, its
+mean RGB and the eigen-decomposition of its RGB covariance for PCA lighting; computed by the
+command `python -m alexnet_jax.dataset_stats`, read back by the input pipeline.
+
+The stats file is a small JSON file: `mean_rgb` on the 0-255 scale, `pca_eigenvalues`
+(descending) and `pca_eigenvectors` (3x3, the eigenvectors are its columns, rows are R, G, B) of
+the covariance of RGB values on the 0-1 scale, and `mean_image`, the name of the .npy file beside
+it that holds the mean image (float32, 0-255).
+"""
+
+import dataclasses
+import json
+import os
+from typing import Iterable
+
+import ml_collections
+import numpy as np
+
+from alexnet_jax.errors import UserInputError
+
+MEANS = ('rgb', 'image')  # What preprocessing subtracts: the mean RGB or the mean image.
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+  mean_rgb: np.ndarray  # [3], 0-255 scale.
+  eigenvalues: np.ndarray  # [3], descending, of the covariance of RGB values on the 0-1 scale.
+  eigenvectors: np.ndarray  # [3, 3], eigenvector i is column i.
+  mean_image: np.ndarray | None = None  # [size, size, 3], 0-255 scale.
+
+
+def compute(batches: Iterable[np.ndarray]) -> Stats:
+  """The statistics of every pixel of batches of uint8 images [batch, size, size, 3]."""
+  num_images, image_sum, second_moment = 0, None, np.zeros((3, 3))
+  for batch in batches:
+    batch = np.asarray(batch, np.float64)
+    image_sum = batch.sum(0) if image_sum is None else image_sum + batch.sum(0)
+    pixels = batch.reshape(-1, 3) / 255.0
+    second_moment += pixels.T @ pixels
+    num_images += len(batch)
+  if not num_images:
+    raise UserInputError('the training split has no images to compute statistics of.')
+  mean_image = image_sum / num_images
+  mean_rgb = mean_image.mean((0, 1))
+  num_pixels = num_images * mean_image.shape[0] * mean_image.shape[1]
+  covariance = second_moment / num_pixels - np.outer(mean_rgb, mean_rgb) / 255.0**2
+  eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+  eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]
+  # An eigenvector's sign is arbitrary: fix it (largest component positive) so runs agree.
+  signs = np.sign(eigenvectors[np.abs(eigenvectors).argmax(0), range(3)])
+  return Stats(mean_rgb, eigenvalues, eigenvectors * signs, mean_image.astype(np.float32))
+
+
+def mean_image_path(path: str) -> str:
+  return os.path.splitext(path)[0] + '.mean_image.npy'
+
+
+def write(stats: Stats, path: str) -> None:
+  np.save(mean_image_path(path), stats.mean_image)
+  with open(path, 'w') as f:
+    json.dump({'mean_rgb': stats.mean_rgb.tolist(),
+               'pca_eigenvalues': stats.eigenvalues.tolist(),
+               'pca_eigenvectors': stats.eigenvectors.tolist(),
+               'mean_image': os.path.basename(mean_image_path(path)),
+               'image_size': int(stats.mean_image.shape[0])}, f, indent=1)
+
+
+def read(path: str, with_mean_image: bool = False) -> Stats:
+  try:
+    with open(path) as f:
+      record = json.load(f)
+    mean_image = None
+    if with_mean_image:
+      mean_image = np.load(os.path.join(os.path.dirname(path), record['mean_image']))
+    return Stats(np.asarray(record['mean_rgb']), np.asarray(record['pca_eigenvalues']),
+                 np.asarray(record['pca_eigenvectors']), mean_image)
+  except (OSError, ValueError, KeyError) as e:
+    raise UserInputError(f'dataset.stats_file={path!r} cannot be read as the output of '
+                         f'python -m alexnet_jax.dataset_stats ({e}).') from e
+
+
+def for_config(config: ml_collections.ConfigDict) -> Stats:
+  """What a `config.dataset` subtracts and adds: its stats file's statistics, or its own values.
+
+  The mean image is kept only when `config.mean == 'image'`, and must be `image_size` square.
+  """
+  if config.mean not in MEANS:
+    raise UserInputError(f'config.dataset.mean={config.mean!r} is not allowed; use one of '
+                         f'{list(MEANS)}.')
+  if not config.stats_file:
+    if config.mean == 'image':
+      raise UserInputError('config.dataset.mean=image needs the mean image: set '
+                           'config.dataset.stats_file to the output of python -m '
+                           'alexnet_jax.dataset_stats.')
+    return Stats(np.asarray(config.mean_rgb), np.asarray(config.pca_eigenvalues),
+                 np.asarray(config.pca_eigenvectors))
+  stats = read(config.stats_file, with_mean_image=config.mean == 'image')
+  if stats.mean_image is not None and stats.mean_image.shape != (config.image_size,) * 2 + (3,):
+    raise UserInputError(f'the mean image of dataset.stats_file={config.stats_file!r} is '
+                         f'{stats.mean_image.shape[0]} pixels square, but config.dataset.'
+                         f'image_size={config.image_size}; recompute it at that size.')
+  return stats

@@ -1,0 +1,67 @@
+"""What several test files share: the repository's path, small configs and networks, fixtures
+written on the fly, readers of a run folder, and a closeness check."""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from alexnet_jax import checkpoints
+from configs import relu_vs_tanh
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The paper's layout with few kernels (model config keys), for AlexNet tests on small images.
+SMALL_ALEXNET = dict(conv_features=(16, 32, 48, 48, 32), fc_features=(64, 64))
+
+
+def small_config(**overrides):
+  """The Figure-1 net on the synthetic task: 512 training and 100 evaluation images."""
+  config = relu_vs_tanh.get_config()
+  config.dataset.name = 'synthetic'
+  config.dataset.synthetic_train_examples = 512
+  config.dataset.synthetic_eval_examples = 100
+  config.dataset.cache = False
+  config.dataset.shuffle_buffer = 512
+  config.model.conv_features = (8, 8, 16)
+  config.batch_size = 32
+  config.eval_batch_size = 16  # 100 = 6 x 16 + 4: the last batch is padded.
+  config.learning_rate = 0.001
+  config.num_epochs = 2
+  config.log_every_steps = 4
+  config.checkpoint_every_steps = 1000
+  config.mesh.data = 1
+  config.update_from_flattened_dict(overrides)
+  return config
+
+
+def write_image_folder(root, splits=('train', 'test'), classes=('cat', 'dog', 'ship'),
+                       per_class=5, size=(12, 10)):
+  """A tiny split/label/image.jpg tree; images of class i are bright in channel i."""
+  rng = np.random.default_rng(0)
+  for split in splits:
+    for i, name in enumerate(classes):
+      os.makedirs(os.path.join(root, split, name), exist_ok=True)
+      for j in range(per_class):
+        image = rng.integers(0, 60, (*size, 3)).astype(np.uint8)
+        image[..., i % 3] += 180
+        tf.io.write_file(os.path.join(root, split, name, f'{j:04d}.jpg'),
+                         tf.io.encode_jpeg(image))
+  return root
+
+
+def read_metrics(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def latest_params(workdir):
+  manager = checkpoints.create_manager(workdir, read_only=True)
+  step = manager.latest_step()
+  return step, checkpoints.restore_on_host(manager, step)['params']
+
+
+def assert_close(got, want, rtol=1e-5):
+  """Equal within rtol, relative to each value and to the largest |want|."""
+  got, want = np.asarray(got), np.asarray(want)
+  np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * float(np.abs(want).max()))

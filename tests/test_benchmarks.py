@@ -1,0 +1,69 @@
+"""Every script in benchmarks/ runs at its smallest size, so that an interface change breaks CI
+and not the README's tables."""
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.helpers import REPO
+
+BENCHMARKS = os.path.join(REPO, 'benchmarks')
+
+
+def _run(script, *args, devices=2):
+  env = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
+  result = subprocess.run([sys.executable, os.path.join(BENCHMARKS, script), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=600, env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout
+
+
+def _rows(table):
+  """The numbers of each Markdown table row after the header."""
+  rows = [line for line in table.splitlines() if line.startswith('| ') and '---' not in line]
+  return [[float(x) for x in re.findall(r'(?<![\w.])(\d+\.\d+|\d+)(?![\w.])', row)]
+          for row in rows[1:]]
+
+
+def test_mesh_step_time_runs_the_real_step_on_each_mesh():
+  out = _run('mesh_step_time.py', '--meshes=1x1,1x2,2x1', '--steps=1', '--batch_size=2',
+             '--crop_size=67')
+  assert '| (1, 1) |' in out and '| (1, 2) |' in out and '| (2, 1) |' in out
+  assert all(row[-1] > 0 for row in _rows(out))
+
+
+@pytest.mark.parametrize('frameworks', ['jax', 'pytorch'])
+def test_train_step_times_each_framework(frameworks):
+  if frameworks == 'pytorch' and importlib.util.find_spec('torch') is None:
+    pytest.skip('PyTorch is not installed (pip install -r requirements-bench.txt)')
+  out = _run('train_step.py', '--networks=cifar', '--batch_size=2', '--steps=1',
+             '--mesh=1,1', '--cpu_devices=1', f'--frameworks={frameworks}')
+  row = next(line for line in out.splitlines() if line.startswith('| cifar |'))
+  cells = [c.strip() for c in row.strip('|').split('|')]
+  timed = {'jax': cells[1], 'pytorch': cells[2].split()[0]}[frameworks]
+  assert float(timed) > 0
+
+
+def _image_folder(root, classes, per_class):
+  rng = np.random.default_rng(0)
+  for name in classes:
+    os.makedirs(root / 'train' / name)
+    for i in range(per_class):
+      Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(
+          root / 'train' / name / f'{i}.JPEG', quality=90)
+
+
+def test_input_pipeline_on_generated_jpegs_and_on_a_class_folder(tmp_path):
+  out = _run('input_pipeline.py', '--num_images=8', '--batches=1', '--repeats=1', '--workers=1')
+  assert len(_rows(out)) == 4 and all(row[-2] > 0 for row in _rows(out))
+  # An image folder as users have them: several classes, no validation split.
+  _image_folder(tmp_path / 'folder', ('n01', 'n02'), 4)
+  out = _run('input_pipeline.py', f'--images={tmp_path / "folder"}', '--batches=1',
+             '--repeats=1', '--workers=1')
+  assert len(_rows(out)) == 4 and all(row[-2] > 0 for row in _rows(out))
