@@ -1,17 +1,28 @@
 """Orbax checkpoints of a run: the train state and that step's metrics, the latest two and the
-best kept; a latest checkpoint that cannot be read is set aside and the one before it is used."""
+best kept; a latest checkpoint that cannot be read is set aside and the one before it is used.
 
+Each checkpoint's metrics also hold a digest of the state it saved (`state_digest`), checked on
+restore: bytes damaged inside the array files, which orbax itself reads without complaint, then
+count as unreadable too.
+"""
+
+import errno
+import functools
+import json
 import math
 import os
 import shutil
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint import checkpoint_managers
 
-from alexnet_jax.errors import UserInputError
+from alexnet_jax import parallel
+from alexnet_jax.errors import DiskFullError, UserInputError
 
 BEST_METRIC = 'eval_top1_error'  # Lower is better.
 # The key, in each checkpoint's metrics, of the run's per-evaluation curves: {name: [values]}.
@@ -19,6 +30,31 @@ HISTORY = 'history'
 # Two, so that a latest checkpoint damaged on disk has a predecessor to fall back to.
 KEEP_LATEST = 2
 UNREADABLE_DIR = 'unreadable_checkpoints'  # In the workdir, beside checkpoints/.
+DIGEST = 'state_digest'  # The key, in each checkpoint's metrics, of its state's digest.
+METRICS_FILE = os.path.join('metrics', 'metrics')  # Orbax's, inside each step's folder.
+
+
+def _leaf_digest(x: jax.Array) -> jax.Array:
+  """Two checksums of a leaf's bits, wrapping uint32 sums: of its words, and of each word times
+  its position (so that swapped or shifted bytes show too)."""
+  words = jnp.ravel(x)
+  if words.dtype == jnp.bool_:
+    words = words.astype(jnp.uint8)
+  unsigned = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}[words.dtype.itemsize]
+  words = jax.lax.bitcast_convert_type(words, unsigned).astype(jnp.uint32)
+  positions = jnp.arange(1, words.size + 1, dtype=jnp.uint32)
+  return jnp.stack([jnp.sum(words, dtype=jnp.uint32),
+                    jnp.sum(words * positions, dtype=jnp.uint32)])
+
+
+@functools.partial(jax.jit)
+def _digests(state: Any) -> list[jax.Array]:
+  return [_leaf_digest(leaf) for leaf in jax.tree.leaves(state)]
+
+
+def state_digest(state: Any) -> list[int]:
+  """A digest of every bit of `state` (sharded or not): a list of ints, JSON-ready."""
+  return [int(v) for d in jax.device_get(_digests(state)) for v in np.asarray(d)]
 
 
 def _negated_best_metric(metrics: dict[str, Any]) -> float:
@@ -47,8 +83,73 @@ def create_manager(workdir: str, read_only: bool = False) -> ocp.CheckpointManag
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any,
          metrics: dict[str, float]) -> None:
-  """Writes `state` and `metrics` at `step` (asynchronously; `manager.wait_until_finished`)."""
-  manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True)
+  """Writes `state` and `metrics` (with the state's digest) at `step`, asynchronously
+  (`manager.wait_until_finished`)."""
+  manager.save(step, args=ocp.args.StandardSave(state),
+               metrics={**metrics, DIGEST: state_digest(state)}, force=True)
+
+
+# Room a checkpoint needs beside its arrays' bytes, for orbax's metadata, the metrics and the
+# run's logs: a fraction of those bytes and a fixed amount.
+SPACE_MARGIN = 0.05
+SPACE_MARGIN_BYTES = 64 << 10
+
+
+def check_space(workdir: str, state: Any, latest_good: int | None) -> None:
+  """Raises DiskFullError, before orbax starts writing, when the workdir's disk has less room
+  than a checkpoint of `state` needs (its bytes on this process, and the margins)."""
+  nbytes = sum(shard.data.nbytes for leaf in jax.tree.leaves(state)  # Each array once.
+               for shard in getattr(leaf, 'addressable_shards', ()) if shard.replica_id == 0)
+  needed = int(nbytes * (1 + SPACE_MARGIN)) + SPACE_MARGIN_BYTES
+  stats = os.statvfs(workdir)
+  free = stats.f_bavail * stats.f_frsize
+  if free < needed:
+    raise DiskFullError(disk_full_message(workdir, latest_good,
+                                          f'{free / 2**20:.1f} MB free, a checkpoint needs '
+                                          f'{needed / 2**20:.1f} MB'))
+
+
+def disk_full_message(workdir: str, latest_good: int | None, detail: str) -> str:
+  latest = (f'the latest good checkpoint is step {latest_good}' if latest_good is not None
+            else 'no checkpoint was written yet')
+  return (f'the disk of workdir {workdir!r} is full ({detail}); {latest}. Free some space and run '
+          'the same command to resume.')
+
+
+def is_disk_full(error: BaseException) -> bool:
+  """Whether `error`, or an error it came from, is 'No space left on device' (orbax and
+  TensorFlow wrap the OSError in errors of their own)."""
+  while error is not None:
+    if getattr(error, 'errno', None) == errno.ENOSPC or 'No space left on device' in str(error):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+def set_aside_unreadable_metrics(workdir: str) -> list[int]:
+  """Moves checkpoints whose metrics file is not JSON (cut short, overwritten) to
+  WORKDIR/unreadable_checkpoints before a manager reads them all; the steps moved."""
+  directory = os.path.join(workdir, 'checkpoints')
+  moved = []
+  for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+    path = os.path.join(directory, name, METRICS_FILE)
+    if not (name.isdigit() and os.path.exists(path)):
+      continue
+    try:
+      with open(path) as f:
+        json.load(f)
+    except (OSError, ValueError) as e:
+      logging.warning('The metrics of the checkpoint at step %s cannot be read (%s): moving it '
+                      'to %s.', name, str(e)[:200], UNREADABLE_DIR)
+      _set_aside(directory, int(name))
+      moved.append(int(name))
+  return moved
+
+
+def _set_aside(directory: str, step: int) -> None:
+  set_aside = os.path.join(os.path.dirname(directory), UNREADABLE_DIR)
+  os.makedirs(set_aside, exist_ok=True)
+  shutil.move(os.path.join(directory, str(step)), os.path.join(set_aside, f'step_{step}'))
 
 
 def _shapes(tree: Any) -> list[tuple[str, tuple[int, ...]]]:
@@ -75,19 +176,18 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any,
           f'the checkpoint at step {step} in {manager.directory} holds a different network than '
           'this config builds; use a new workdir, or the config that wrote it.')
     try:
-      return manager.restore(step, args=ocp.args.StandardRestore(abstract_state)), step
+      state = manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+      saved_digest = (manager.metrics(step) or {}).get(DIGEST)
+      if saved_digest is not None and saved_digest != state_digest(state):
+        raise ValueError('its arrays differ from the digest saved with them (damaged on disk)')
+      return state, step
     except Exception as e:  # pylint: disable=broad-except
       reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
       logging.warning('The checkpoint at step %d cannot be read (%s): moving it to %s and '
                       'trying the one before it.', step, reason, UNREADABLE_DIR)
       if is_chief:
-        set_aside = os.path.join(os.path.dirname(str(manager.directory)), UNREADABLE_DIR)
-        os.makedirs(set_aside, exist_ok=True)
-        shutil.move(os.path.join(str(manager.directory), str(step)),
-                    os.path.join(set_aside, f'step_{step}'))
-      if jax.process_count() > 1:
-        from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-        multihost_utils.sync_global_devices(f'checkpoint {step} set aside')
+        _set_aside(str(manager.directory), step)
+      parallel.sync_processes(f'checkpoint {step} set aside')
       manager.reload()
   return None
 

@@ -20,7 +20,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from alexnet_jax import image_stats, quiet
+from alexnet_jax import errors, image_stats, quiet
 from alexnet_jax.errors import UserInputError
 
 FLAGS = flags.FLAGS
@@ -52,4 +52,4 @@ if __name__ == '__main__':
   flags.DEFINE_string('output', None, 'The JSON file to write (the mean image goes beside it).')
   config_flags.DEFINE_config_file('config', None, 'An ml_collections config file.')
   flags.mark_flags_as_required(['config', 'output'])
-  app.run(main)
+  app.run(main, flags_parser=errors.config_flags_parser(FLAGS))

@@ -1,6 +1,14 @@
-"""Why a run stopped early: `main` prints each as one line, no traceback, with its exit code."""
+"""Why a run stopped early: `main` prints each as one line, no traceback, with its exit code;
+and the same one line for a config file or override that cannot be loaded."""
 
+import re
 import signal
+import sys
+from typing import Callable, Sequence
+
+from absl import flags
+
+EXIT_BAD_INPUT = 2
 
 
 class UserInputError(ValueError):
@@ -11,6 +19,10 @@ class NonFiniteError(RuntimeError):
   """The loss or the parameters became NaN or Inf."""
 
 
+class DiskFullError(OSError):
+  """The workdir's disk has no room for the next checkpoint or record."""
+
+
 class Interrupted(Exception):
   """SIGTERM or SIGINT stopped the run after its checkpoint at `step` was written."""
 
@@ -18,3 +30,47 @@ class Interrupted(Exception):
     self.signal_number, self.step = signal_number, step
     super().__init__(f'stopped by {signal.Signals(signal_number).name} at step {step}, after '
                      'writing its checkpoint; run the same command to resume.')
+
+
+def describe_config_error(error: Exception, argv: Sequence[str]) -> str:
+  """One line for a config flag that cannot be loaded (no such file, a syntax error, an
+  override of a key that does not exist, a bad value), naming the flag and the closest key."""
+  # A KeyError's text is the repr of its message: take the message itself.
+  message = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
+  message = message.strip().replace("\\'", "'").replace('\\n', '\n')
+  unknown = re.search(r"'([^']+)'", message) if isinstance(error, (KeyError, AttributeError)) \
+      else None
+  if unknown:  # An override of a key that does not exist, with ml_collections' suggestion.
+    key = unknown.group(1)
+    flag = next((a.split('=')[0] for a in argv if a.startswith('--config.')
+                 and key in a.split('=')[0].split('.')), '--config.*')
+    suggestion = re.search(r'Did you mean "([^"]+)"', message)
+    return f'{flag}: the config has no key {key!r}' + (
+        f'; did you mean {suggestion.group(1)!r}?' if suggestion else '.')
+  missing = re.search(r"No such file or directory: '([^']+)'", message)
+  if missing:
+    return f'--config={missing.group(1)}: no such file.'
+  if isinstance(error, SyntaxError):
+    return f'the config file cannot be loaded: {error.msg} ({error.filename}, line {error.lineno}).'
+  lines = [line.strip() for line in message.splitlines() if line.strip()]
+  first = lines[0].rstrip(':') if lines else type(error).__name__
+  # A config file that raised: absl wraps the traceback; its last line is the reason.
+  return first if len(lines) == 1 else f'{first.split(": Error whilst")[0]}: {lines[-1]}'
+
+
+def config_flags_parser(flag_values: flags.FlagValues) -> Callable[[list[str]], list[str]]:
+  """An absl flags parser (app.run's flags_parser) that says in one line, with exit code 2,
+  why a config flag cannot be loaded, instead of a traceback."""
+
+  def parse(argv: list[str]) -> list[str]:
+    try:
+      remaining = flag_values(argv)
+      if 'config' in flag_values and flag_values['config'].present:
+        flag_values.config.keys()  # ml_collections reports a file it could not load on use.
+      return remaining
+    except (flags.Error, OSError, SyntaxError, LookupError, AttributeError, ValueError,
+            TypeError) as e:
+      print(f'error: {describe_config_error(e, argv)}', file=sys.stderr)
+      sys.exit(EXIT_BAD_INPUT)
+
+  return parse

@@ -12,7 +12,8 @@ import concurrent.futures
 import dataclasses
 import math
 import os
-from typing import Any, Iterator
+import re
+from typing import Any, Iterator, Sequence
 
 import jax.numpy as jnp
 import ml_collections
@@ -34,6 +35,7 @@ class Split:
   num_global: int  # Examples over all processes.
   decoded: bool  # True when 'image' is already a uint8 tensor.
   process_sharded: bool  # True when `examples` holds only this process's share.
+  paths: tuple[str, ...] = ()  # An image folder's files behind `examples`, to name a bad one.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +87,13 @@ def _list_images(split_dir: str, class_names: list[str],
   if bad:
     logging.warning('Skipping %d files in %s that are not images (the first: %s).', len(bad),
                     split_dir, bad[0])
-  return [p for p, ok in zip(paths, good) if ok], [l for l, ok in zip(labels, good) if ok]
+  kept_labels = [l for l, ok in zip(labels, good) if ok]
+  present = set(kept_labels)
+  empty = [name for label, name in enumerate(class_names) if label not in present]
+  if empty:  # Every file of the class was skipped: the class would have no example.
+    raise UserInputError(f'the class folder {os.path.join(split_dir, empty[0])} has no images: '
+                         'none of its files is a JPEG, PNG, GIF or BMP.')
+  return [p for p, ok in zip(paths, good) if ok], kept_labels
 
 
 def _image_folder(config: ml_collections.ConfigDict, process_index: int,
@@ -120,7 +128,7 @@ def _image_folder(config: ml_collections.ConfigDict, process_index: int,
     examples = examples.map(lambda x: {'image': tf.io.read_file(x['image']), 'label': x['label']},
                             num_parallel_calls=tf.data.AUTOTUNE)
     return Split(examples, len(paths[local]), len(paths), decoded=False,
-                 process_sharded=process_sharded)
+                 process_sharded=process_sharded, paths=tuple(paths[local]))
 
   return Source(len(class_names), split(config.train_split, process_sharded=False),
                 split(config.eval_split, process_sharded=True))
@@ -217,6 +225,28 @@ def decode_and_resize(image: tf.Tensor, image_size: int, decoded: bool) -> tf.Te
   image = resize(image, tf.maximum(new_size, image_size))
   image = tf.image.resize_with_crop_or_pad(image, image_size, image_size)
   return tf.ensure_shape(image, [image_size, image_size, 3])
+
+
+def decoder_error(error: tf.errors.OpError) -> str:
+  """A TensorFlow error's own reason, without the names of the graph functions it passed."""
+  message = (error.message or type(error).__name__).strip().splitlines()[0]
+  return re.sub(r'\{\{[^}]*\}\}\s*', '', message).strip()[:300]
+
+
+def first_undecodable(paths: Sequence[str], image_size: int) -> tuple[str, str] | None:
+  """The first of `paths` that does not decode as preprocessing decodes it, with the decoder's
+  reason, or None (reads every file: for naming a bad file, and for `bad_images=fail`'s check
+  of an evaluation split before training)."""
+
+  def check(path):
+    try:
+      decode_and_resize(tf.io.read_file(path), image_size, decoded=False)
+      return None
+    except tf.errors.OpError as e:
+      return path, decoder_error(e)
+
+  with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    return next((bad for bad in pool.map(check, paths) if bad is not None), None)
 
 
 def crop_offset(seed: tf.Tensor | None, *, image_size: int, crop_size: int,
@@ -356,15 +386,23 @@ def steps_per_epoch(source: Source, global_batch_size: int, process_count: int) 
   return source.train.num_global // global_batch_size
 
 
+POSITION = 'position'  # A training batch's key: this process's place in the epoch's stream.
+
+
 def train_epoch(source: Source, config: ml_collections.ConfigDict, *, global_batch_size: int,
                 seed: int, epoch: int, num_batches: int, skip_batches: int = 0,
-                process_index: int = 0, process_count: int = 1,
+                skip_examples: int | None = None, process_index: int = 0, process_count: int = 1,
                 cached: tf.data.Dataset | None = None,
                 normalization: 'Normalization | None' = None) -> Iterator[dict[str, np.ndarray]]:
   """This process's rows of batches `skip_batches` to `num_batches` of one epoch: 'image',
-  'shift' and 'flip' (`augment`, which `training_images` combines) and 'label'.
+  'shift' and 'flip' (`augment`, which `training_images` combines), 'label', and POSITION: how
+  many examples of this process's stream (the epoch's, repeated) precede the next batch,
+  dropped ones included.
 
-  The order and the crops depend only on (seed, epoch), so `skip_batches` resumes mid-epoch.
+  The order and the crops depend only on (seed, epoch), so a run resumes mid-epoch exactly:
+  `skip_examples`, the POSITION after the last batch trained, skips what came before it even
+  when undecodable images were dropped; without it (an older checkpoint), `skip_batches` whole
+  batches' worth of examples are skipped, which is exact when none was dropped.
   `cached` is the decoded training set kept in memory across epochs (`training_cache`);
   `normalization`, made once per run (it reads the stats file), or else from `config`.
   """
@@ -375,30 +413,34 @@ def train_epoch(source: Source, config: ml_collections.ConfigDict, *, global_bat
   examples = examples.shuffle(config.shuffle_buffer, seed=epoch_seed,
                               reshuffle_each_iteration=False).enumerate()
   if source.train.process_sharded or process_count == 1:
-    examples = examples.skip(skip_batches * local_batch_size)
+    # Refilled from the epoch's start when undecodable images were dropped, so that every
+    # process delivers its batches to the end of the epoch; numbered, for POSITION.
+    examples = examples.repeat().enumerate()
+    examples = examples.skip(skip_batches * local_batch_size if skip_examples is None
+                             else skip_examples)
   else:  # This process's rows of each global batch, before decoding.
     first = process_index * local_batch_size
     examples = examples.skip(skip_batches * global_batch_size) \
         .batch(global_batch_size, drop_remainder=True) \
         .map(lambda index, x: rows((index, x), first, local_batch_size)) \
-        .unbatch()
+        .unbatch().repeat().enumerate()
   normalization = normalization or Normalization.from_config(config)
   how = 'square' if cached is not None else 'decoded' if source.train.decoded else 'encoded'
 
-  def preprocess(index, x):
+  def preprocess(ordinal, indexed):
+    index, x = indexed
     seed_pair = tf.stack([tf.constant(epoch_seed, tf.int64), index])
     example = augment(x['image'], seed_pair, how=how, image_size=config.image_size,
                       crop_size=config.crop_size, random_crop=config.random_crop,
                       random_flip=config.random_flip, normalization=normalization,
                       antialias=config.antialias_training_crops)
-    return {**example, 'label': x['label']}
+    return {**example, 'label': x['label'], POSITION: ordinal + 1}
 
   examples = _without_undecodable(examples.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE),
                                   config)
-  # Refilled from the epoch's start when undecodable images were dropped, so that every process
-  # delivers its batches to the end of the epoch.
-  return examples.repeat().batch(local_batch_size, drop_remainder=True) \
-      .take(num_batches - skip_batches).prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+  batches = examples.batch(local_batch_size, drop_remainder=True).map(
+      lambda batch: {**batch, POSITION: tf.reduce_max(batch[POSITION])})
+  return batches.take(num_batches - skip_batches).prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
 
 
 def rows(tree: Any, start: int, size: int) -> Any:

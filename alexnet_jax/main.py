@@ -13,13 +13,16 @@ from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from alexnet_jax import quiet
-from alexnet_jax.errors import Interrupted, NonFiniteError, UserInputError
+from alexnet_jax import errors, quiet
+from alexnet_jax.errors import DiskFullError, Interrupted, NonFiniteError, UserInputError
 
 FLAGS = flags.FLAGS
-EXIT_BAD_INPUT = 2
+EXIT_BAD_INPUT = errors.EXIT_BAD_INPUT
 EXIT_NOT_FINITE = 3
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and logs.')
+flags.DEFINE_bool('allow_changed_config', False,
+                  'Resume a workdir although the config differs from the one that wrote it in '
+                  'keys that define the experiment (model, data, optimizer, schedule).')
 config_flags.DEFINE_config_file('config', None, 'An ml_collections config file.',
                                 lock_config=True)
 flags.mark_flags_as_required(['config', 'workdir'])
@@ -51,14 +54,15 @@ def main(argv: list[str]) -> None:
                         jax.process_count(), started)
     if jax.process_index() != 0:  # Process 0 speaks for the run.
       absl_logging.set_verbosity(absl_logging.WARNING)
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (UserInputError, NonFiniteError) as e:
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir,
+                             allow_changed_config=FLAGS.allow_changed_config)
+  except (UserInputError, NonFiniteError, DiskFullError) as e:
     print(f'error: {e}', file=sys.stderr)
-    sys.exit(EXIT_BAD_INPUT if isinstance(e, UserInputError) else EXIT_NOT_FINITE)
+    sys.exit(EXIT_NOT_FINITE if isinstance(e, NonFiniteError) else EXIT_BAD_INPUT)
   except Interrupted as e:
     print(str(e), file=sys.stderr)
     sys.exit(128 + e.signal_number)  # The shell's code for a process ended by that signal.
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=errors.config_flags_parser(FLAGS))

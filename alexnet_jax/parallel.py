@@ -10,6 +10,7 @@ import os
 from typing import Any, Callable, Mapping
 
 import jax
+import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = 'data'
@@ -82,6 +83,21 @@ def sharded_step(fn: Callable, mesh: Mesh, in_specs: tuple, out_specs: Any,
   """`fn` under jax.shard_map over `mesh`, jitted."""
   return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs),
                  donate_argnums=donate_argnums)
+
+
+def sync_processes(name: str) -> None:
+  """Waits until every process of a multi-process run gets here (nothing with one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
+
+
+def gather_from_processes(value: int) -> list[int]:
+  """Every process's `value`, in process order (a collective: every process must call it)."""
+  if jax.process_count() == 1:
+    return [value]
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return [int(v) for v in multihost_utils.process_allgather(np.int64(value))]
 
 
 def _multiprocess_environment(environ: Mapping[str, str]) -> str | None:

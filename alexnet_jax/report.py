@@ -34,27 +34,17 @@ NOT_AVAILABLE = '—'
 NOT_OVERRIDES = ('dataset.data_dir', 'experiment')
 
 
-def flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(flatten(value, f'{prefix}{key}.'))
-    else:
-      flat[f'{prefix}{key}'] = tuple(value) if isinstance(value, list) else value
-  return flat
-
-
 def overrides(config: dict[str, Any]) -> str:
   """What the run changed from its experiment's config (the closest of its variants)."""
   try:
     module = importlib.import_module(f'configs.{config.get("experiment", "default")}')
   except ImportError:
     return NOT_AVAILABLE
-  run = flatten(json.loads(json.dumps(config)))
+  run = run_folder.flatten(json.loads(json.dumps(config)))
   candidates = []  # (number of differences, description), one per variant of the config.
   for variant in getattr(module, 'VARIANTS', (None,)):
     base = module.get_config(variant) if variant else module.get_config()
-    base = flatten(json.loads(base.to_json_best_effort()))
+    base = run_folder.flatten(json.loads(base.to_json_best_effort()))
     diff = {k: v for k, v in run.items() if base.get(k, object()) != v and k not in NOT_OVERRIDES}
     label = [f':{variant}'] if variant and variant != 'imagenet' else []
     candidates.append((len(diff), label + [f'{k}={_short(v)}' for k, v in sorted(diff.items())]))
@@ -89,6 +79,7 @@ def run_rows(runs: Sequence[Run], roots: Sequence[str], target: float) -> list[d
         'experiment': run.config.get('experiment', NOT_AVAILABLE),
         'overrides': overrides(run.config),
         'epochs': f'{latest.get("epoch", 0):g}' + ('' if run.finished else ' (running)'),
+        'commit': ' '.join(run_folder.commits(run)) or NOT_AVAILABLE,
         'train error %': _percent(run.history.get('train_epoch_error', [None])[-1]),
     }
     for crop, keys in (('', (claims.TOP1, claims.TOP5)),

@@ -1,14 +1,27 @@
 """Reading a run's folder back: its config, and the metrics kept in its checkpoints."""
 
+import contextlib
 import dataclasses
+import datetime
+import fcntl
 import json
 import os
-from typing import Any
+import socket
+import subprocess
+from typing import Any, Iterator
 
 from alexnet_jax import checkpoints
+from alexnet_jax.errors import UserInputError
 
 CONFIG_FILE = 'config.json'
 FINISHED = 'finished'  # In a checkpoint's metrics: True once the run has nothing left to do.
+LOCK_FILE = '.lock'  # Held by the process that owns the run folder; it names that process.
+# Config keys a resumed run may change: how long it goes on, how often it logs and
+# checkpoints, where its data lies, its devices and how its operations are differentiated
+# (the same functions). Every other key defines the experiment.
+RESUMABLE_KEYS = ('num_epochs', 'stop_at_train_error', 'log_every_steps',
+                  'checkpoint_every_steps', 'checkpoint_every_minutes', 'eval_batch_size',
+                  'dataset.data_dir', 'model.ops', 'model.cpu_micro_batch', 'mesh.', 'distributed.')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +43,77 @@ class Run:
     return (self.latest or {}).get(checkpoints.HISTORY, {})
 
 
+def code_version(directory: str = os.path.dirname(os.path.abspath(__file__))) -> str:
+  """The git commit of the code in `directory` ('+changes' when tracked files differ from it),
+  or 'unknown' outside a git checkout: each run records what it ran."""
+  def git(*args):
+    return subprocess.run(['git', '-C', directory, *args], capture_output=True, text=True,
+                          timeout=30)
+  try:
+    head = git('rev-parse', '--short=10', 'HEAD')
+    if head.returncode != 0:
+      return 'unknown'
+    changed = git('status', '--porcelain', '--untracked-files=no').stdout.strip()
+  except (OSError, subprocess.TimeoutExpired):
+    return 'unknown'
+  return head.stdout.strip() + ('+changes' if changed else '')
+
+
+def commits(run: Run) -> list[str]:
+  """The code versions a run's epochs ran, in order, each once."""
+  return list(dict.fromkeys(c for c in run.history.get('commit', []) if c))
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str, enabled: bool = True) -> Iterator[None]:
+  """Owns `workdir` for the block: a second run on it stops with UserInputError naming the
+  owner. An flock, which the system releases when its process dies, even by kill -9. Only one
+  process of a multi-process run takes it (enabled=False on the others)."""
+  if not enabled:
+    yield
+    return
+  with open(os.path.join(workdir, LOCK_FILE), 'a+') as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      f.seek(0)
+      owner = f.read().strip() or 'another process'
+      raise UserInputError(f'workdir {workdir!r} is in use by {owner}; wait for that run to '
+                           'end, or use another workdir.') from e
+    f.seek(0)
+    f.truncate()
+    f.write(f'process {os.getpid()} on {socket.gethostname()}, since '
+            f'{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S} UTC\n')
+    f.flush()
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  """{'a': {'b': 1}} -> {'a.b': 1}; lists become tuples."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = tuple(value) if isinstance(value, list) else value
+  return flat
+
+
+def experiment_changes(saved: dict[str, Any], config: dict[str, Any]) -> dict[str, tuple]:
+  """The keys that define the experiment (all but RESUMABLE_KEYS) whose values differ between a
+  run folder's saved config and `config`: {key: (saved value, new value)}."""
+  old, new = flatten(saved), flatten(json.loads(json.dumps(config)))
+  missing = '(absent)'
+  return {key: (old.get(key, missing), new.get(key, missing))
+          for key in sorted(set(old) | set(new))
+          if old.get(key, missing) != new.get(key, missing)
+          and not any(key == k or (k.endswith('.') and key.startswith(k))
+                      for k in RESUMABLE_KEYS)}
+
+
 def is_run_folder(path: str) -> bool:
   return os.path.isfile(os.path.join(path, CONFIG_FILE))
 
@@ -38,6 +122,10 @@ def read_run(workdir: str) -> Run:
   """The run in `workdir`; a folder without checkpoints gives a Run with no metrics."""
   with open(os.path.join(workdir, CONFIG_FILE)) as f:
     config = json.load(f)
+  if not (isinstance(config, dict) and isinstance(config.get('dataset'), dict)
+          and isinstance(config.get('model'), dict)):
+    raise ValueError(f'its {CONFIG_FILE} is not the config of a run (a JSON object with '
+                     "'dataset' and 'model')")
   latest_step = latest = best = None
   if os.path.isdir(os.path.join(workdir, 'checkpoints')):
     manager = checkpoints.create_manager(workdir, read_only=True)

@@ -2,11 +2,13 @@
 
 import dataclasses
 import functools
+import glob
 import json
 import os
+import sys
 import tempfile
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import flax
 import jax
@@ -19,6 +21,7 @@ from absl import logging
 from jax import lax
 from jax.sharding import NamedSharding
 from tensorflow.core.framework import summary_pb2
+from tensorflow.core.util import event_pb2
 
 from alexnet_jax import checkpoints
 from alexnet_jax import input_pipeline
@@ -28,12 +31,14 @@ from alexnet_jax import parallel
 from alexnet_jax import preemption
 from alexnet_jax import run_folder
 from alexnet_jax import validation
-from alexnet_jax.errors import Interrupted, NonFiniteError, UserInputError
+from alexnet_jax.errors import DiskFullError, Interrupted, NonFiniteError, UserInputError
 
 BOTH_AXES = (parallel.DATA_AXIS, parallel.MODEL_AXIS)
 # The per-epoch curves kept in each checkpoint's metrics (checkpoints.HISTORY).
+# The key, in a mid-epoch checkpoint's metrics, of every process's input position.
+INPUT_POSITIONS = 'input_positions'
 HISTORY_KEYS = ('epoch', 'train_epoch_loss', 'train_epoch_error', 'eval_loss', 'eval_top1_error',
-                'eval_top5_error', 'eval_10crop_top1_error', 'eval_10crop_top5_error')
+                'eval_top5_error', 'eval_10crop_top1_error', 'eval_10crop_top5_error', 'commit')
 
 
 @flax.struct.dataclass
@@ -218,6 +223,36 @@ _SCALAR_METADATA = summary_pb2.SummaryMetadata(
     plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name='scalars'))
 
 
+def _trim_events(path: str, last_step: int) -> None:
+  """Drops the summaries of steps after `last_step` from a TensorBoard event file, as
+  metrics.jsonl is trimmed, so that a resumed run's steps show once; a record cut short (a kill
+  while writing) ends the file."""
+  kept, dropped = [], 0
+  try:
+    for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+      event = event_pb2.Event.FromString(record)
+      if event.HasField('summary') and event.step > last_step:
+        dropped += 1
+      else:
+        kept.append(record)
+  except tf.errors.DataLossError:
+    dropped += 1
+  if dropped:
+    with tf.io.TFRecordWriter(path + '.tmp') as writer:
+      for record in kept:
+        writer.write(record)
+    os.replace(path + '.tmp', path)
+
+
+def _metrics_record(line: str) -> dict[str, Any] | None:
+  """A metrics.jsonl line's record, or None when it is not JSON or names no integer step."""
+  try:
+    record = json.loads(line)
+  except ValueError:
+    return None
+  return record if isinstance(record, dict) and isinstance(record.get('step'), int) else None
+
+
 class MetricsWriter:
   """metrics.jsonl and TensorBoard scalars, written by process 0 only."""
 
@@ -229,10 +264,18 @@ class MetricsWriter:
       path = os.path.join(workdir, 'metrics.jsonl')
       if os.path.exists(path):
         with open(path) as f:
-          kept = [line for line in f if line.strip() and json.loads(line)['step'] <= start_step]
+          lines = [line for line in f if line.strip()]
+        records = [_metrics_record(line) for line in lines]
+        unreadable = sum(r is None for r in records)
+        if unreadable:  # A line cut short (a full disk, a kill) or not a record of a step.
+          logging.warning('Dropped %d unreadable lines of %s.', unreadable, path)
+        kept = [line if line.endswith('\n') else line + '\n'
+                for line, r in zip(lines, records) if r is not None and r['step'] <= start_step]
         with open(path + '.tmp', 'w') as f:
           f.writelines(kept)
         os.replace(path + '.tmp', path)  # Atomic: a kill here loses no record.
+      for events in glob.glob(os.path.join(workdir, 'events.out.tfevents.*')):
+        _trim_events(events, start_step)
       self._jsonl = open(path, 'a')
       self._summary = tf.summary.create_file_writer(workdir)
 
@@ -261,6 +304,41 @@ def prepare_workdir(workdir: str) -> None:
       pass
   except OSError as e:
     raise UserInputError(f'workdir {workdir!r} cannot be written: {e.strerror}.') from e
+
+
+def undecodable_image_error(paths: Sequence[str], image_size: int,
+                            error: tf.errors.OpError | None = None) -> UserInputError | None:
+  """What `bad_images=fail` says of an image that does not decode: the first such file among
+  `paths` and the decoder's reason (else, given the pipeline's `error`, its reason; else None)."""
+  bad = input_pipeline.first_undecodable(paths, image_size)
+  if bad is None and error is None:
+    return None
+  what = (f'{bad[0]} cannot be decoded ({bad[1]})' if bad else
+          f'an image cannot be decoded ({input_pipeline.decoder_error(error)})')
+  return UserInputError(f'{what}; remove it, or set dataset.bad_images=skip to drop such '
+                        'images.')
+
+
+def check_same_experiment(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Refuses a workdir whose checkpoints were written under a config that differs from
+  `config` in a key that defines the experiment, naming each such key and both values."""
+  path = os.path.join(workdir, run_folder.CONFIG_FILE)
+  if not (os.path.exists(path) and os.path.isdir(os.path.join(workdir, 'checkpoints'))
+          and os.listdir(os.path.join(workdir, 'checkpoints'))):
+    return
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except ValueError:
+    return  # Not written whole: the checkpoints' shapes are still checked on restore.
+  if not isinstance(saved, dict):
+    return
+  changes = run_folder.experiment_changes(saved, json.loads(config.to_json_best_effort()))
+  if changes:
+    listed = ', '.join(f'{key} {old!r} -> {new!r}' for key, (old, new) in changes.items())
+    raise UserInputError(f'workdir {workdir!r} holds a run of another experiment ({listed}); '
+                         'use a new workdir, or --allow_changed_config to resume it with the '
+                         'new values.')
 
 
 def check_finite(step_metrics: list[tuple[int, dict[str, jax.Array]]]) -> None:
@@ -317,6 +395,7 @@ class RunContext:
   cache: Any
   normalization: Any
   eval_batches: Any
+  commit: str  # The code version (run_folder.code_version), kept with each epoch.
 
   @property
   def is_chief(self) -> bool:
@@ -331,20 +410,31 @@ class Progress:
   step: int
   last_metrics: dict[str, Any]
   history: dict[str, list[Any]]
+  # Mid-epoch: this process's place in the epoch's example stream (input_pipeline.POSITION),
+  # dropped examples included, so that a resume skips exactly what was trained.
+  input_position: int | None = None
 
   @property
   def finished(self) -> bool:
     return bool(self.last_metrics.get(run_folder.FINISHED))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       allow_changed_config: bool = False) -> dict[str, float]:
   """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the last metrics.
 
-  SIGTERM or SIGINT, from here on, checkpoints the current step and raises `Interrupted`.
+  The workdir is this run's alone while it trains (run_folder.workdir_lock). A workdir whose
+  checkpoints another experiment wrote (run_folder.experiment_changes) is refused, unless
+  `allow_changed_config`. SIGTERM or SIGINT, from here on, checkpoints the current step and
+  raises `Interrupted`.
   """
   validation.validate_config(config)
-  with preemption.CheckpointTriggers(config.checkpoint_every_minutes,
-                                     jax.process_count()) as triggers:
+  prepare_workdir(workdir)
+  with run_folder.workdir_lock(workdir, enabled=jax.process_index() == 0), \
+      preemption.CheckpointTriggers(config.checkpoint_every_minutes,
+                                    jax.process_count()) as triggers:
+    if not allow_changed_config:
+      check_same_experiment(config, workdir)
     run, progress = _set_up(config, workdir, triggers)
     try:
       with jax.set_mesh(run.mesh):
@@ -356,20 +446,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           if signal_number is not None and not progress.finished:
             raise Interrupted(signal_number, progress.step)
     except tf.errors.InvalidArgumentError as e:  # Only the input pipeline runs TensorFlow ops.
-      raise UserInputError(f'an image could not be decoded ({e.message.splitlines()[0][:300]}); '
-                           'set dataset.bad_images=skip to drop such images.') from e
+      raise undecodable_image_error(run.source.train.paths + run.source.eval.paths,
+                                    config.dataset.image_size, e) from e
+    except Exception as e:  # pylint: disable=broad-except
+      if checkpoints.is_disk_full(e) and not isinstance(e, DiskFullError):
+        raise DiskFullError(checkpoints.disk_full_message(
+            workdir, _committed_step(run), 'no space left on device')) from e
+      raise
     finally:
-      run.manager.wait_until_finished()  # A checkpoint being written is finished, whatever.
-      run.manager.close()
-      run.writer.close()
+      _finish_writing(run)
   return progress.last_metrics
+
+
+def _committed_step(run: RunContext) -> int | None:
+  """The latest checkpoint written whole, whatever the one being written does."""
+  steps = [int(name) for name in os.listdir(os.path.join(run.workdir, 'checkpoints'))
+           if name.isdigit()]
+  return max(steps, default=None)
+
+
+def _finish_writing(run: RunContext) -> None:
+  """Lets a checkpoint being written finish, whatever happened, then closes the writers. When
+  the run is already stopping on an error, a failure here (the same full disk) adds nothing."""
+  stopping = sys.exc_info()[0] is not None
+  for finish in (run.manager.wait_until_finished, run.manager.close, run.writer.close):
+    try:
+      finish()
+    except Exception:  # pylint: disable=broad-except
+      if not stopping:
+        raise
 
 
 def _set_up(config: ml_collections.ConfigDict, workdir: str,
             triggers: preemption.CheckpointTriggers) -> tuple[RunContext, Progress]:
   """The run's devices, data, network, steps and writers, and its progress: fresh, or restored
   from the workdir's latest checkpoint."""
-  prepare_workdir(workdir)
   input_pipeline.hide_accelerators_from_tensorflow()
   process_index, process_count = jax.process_index(), jax.process_count()
 
@@ -380,6 +491,10 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str,
     raise UserInputError(str(e)) from e
   num_data, num_model = mesh.shape[parallel.DATA_AXIS], mesh.shape[parallel.MODEL_AXIS]
   validation.validate_for_mesh(config, num_data, num_model, process_count)
+  if config.dataset.bad_images == 'fail':  # Found now, not after an epoch of training.
+    bad = undecodable_image_error(source.eval.paths, config.dataset.image_size)
+    if bad:
+      raise bad
   steps_per_epoch = input_pipeline.steps_per_epoch(source, config.batch_size, process_count)
   if steps_per_epoch == 0:
     raise UserInputError(f'config.batch_size={config.batch_size} is larger than the '
@@ -396,6 +511,9 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str,
   num_params = sum(p.size for p in jax.tree.leaves(state.params))
   logging.info('%s: %s parameters.', config.model.name, f'{num_params:,}')
 
+  if process_index == 0:
+    checkpoints.set_aside_unreadable_metrics(workdir)
+  parallel.sync_processes('checkpoint metrics checked')
   manager = checkpoints.create_manager(workdir)
   progress = _restore(config, manager, state, steps_per_epoch, total_steps, process_index == 0)
   if process_index == 0:
@@ -415,7 +533,9 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str,
       process_count=process_count, train_fn=train_fn, eval_fn=eval_fn, manager=manager,
       writer=MetricsWriter(workdir, process_index == 0, start_step=progress.step),
       triggers=triggers, cache=input_pipeline.training_cache(source, config.dataset),
-      normalization=normalization, eval_batches=eval_batches)
+      normalization=normalization, eval_batches=eval_batches,
+      commit=run_folder.code_version())
+  logging.info('Code version %s.', run.commit)
   return run, progress
 
 
@@ -430,6 +550,8 @@ def _restore(config: ml_collections.ConfigDict, manager: Any, fresh_state: Train
     state, restored_step = restored
     last_metrics = dict(manager.metrics(restored_step) or {})
   history: dict[str, list[Any]] = last_metrics.pop(checkpoints.HISTORY, {})
+  last_metrics.pop(checkpoints.DIGEST, None)  # Each save computes its own.
+  positions = last_metrics.pop(INPUT_POSITIONS, None)
   step = int(state.step)
   last_metrics[run_folder.FINISHED] = step >= total_steps or (
       step % steps_per_epoch == 0 and
@@ -438,7 +560,8 @@ def _restore(config: ml_collections.ConfigDict, manager: Any, fresh_state: Train
     logging.info('Resumed from the checkpoint at step %d (epoch %.2f)%s.', restored_step,
                  restored_step / steps_per_epoch,
                  ': the run is already finished' if last_metrics[run_folder.FINISHED] else '')
-  return Progress(state, step, last_metrics, history)
+  position = positions[jax.process_index()] if positions and step % steps_per_epoch else None
+  return Progress(state, step, last_metrics, history, position)
 
 
 def _save(run: RunContext, progress: Progress,
@@ -447,8 +570,12 @@ def _save(run: RunContext, progress: Progress,
   check_finite(unchecked)  # Nothing non-finite reaches a checkpoint.
   unchecked.clear()
   if run.manager.latest_step() != progress.step:  # Stopped right after a resume: saved already.
-    checkpoints.save(run.manager, progress.step, progress.state,
-                     {**progress.last_metrics, checkpoints.HISTORY: progress.history})
+    metrics = {**progress.last_metrics, checkpoints.HISTORY: progress.history}
+    if progress.input_position is not None:  # Every process's, for its own resume.
+      metrics[INPUT_POSITIONS] = parallel.gather_from_processes(progress.input_position)
+    run.manager.wait_until_finished()  # The previous save's outcome, and its disk space.
+    checkpoints.check_space(run.workdir, progress.state, _committed_step(run))
+    checkpoints.save(run.manager, progress.step, progress.state, metrics)
   run.triggers.saved()
 
 
@@ -486,11 +613,14 @@ def _train_epoch(run: RunContext, progress: Progress) -> Progress:
   batches = input_pipeline.train_epoch(
       run.source, config.dataset, global_batch_size=config.batch_size, seed=config.seed,
       epoch=epoch, num_batches=steps_per_epoch, skip_batches=skip,
+      skip_examples=progress.input_position if skip else None,
       process_index=run.process_index, process_count=run.process_count, cached=run.cache,
       normalization=run.normalization)
   unchecked: list[tuple[int, dict[str, jax.Array]]] = []  # Steps whose metrics are on device.
   since = (time.time(), step)
+  position = progress.input_position
   for batch in batches:
+    position = int(batch.pop(input_pipeline.POSITION))
     state, metrics = run.train_fn(state, global_batch(batch, run.mesh))
     step += 1
     unchecked.append((step, metrics))
@@ -505,7 +635,7 @@ def _train_epoch(run: RunContext, progress: Progress) -> Progress:
       break
     signal_number, timer_ran_out = run.triggers.poll()
     if signal_number is not None or timer_ran_out or step % config.checkpoint_every_steps == 0:
-      _save(run, Progress(state, step, last_metrics, progress.history), unchecked)
+      _save(run, Progress(state, step, last_metrics, progress.history, position), unchecked)
     if signal_number is not None:
       raise Interrupted(signal_number, step)
   return Progress(state, step, last_metrics, progress.history)
@@ -523,7 +653,7 @@ def _end_epoch(run: RunContext, progress: Progress) -> Progress:
                  'is finished.', last_metrics['train_error'], config.stop_at_train_error)
   is_last = step >= run.total_steps or reached_target
   epoch_record = {'epoch': epoch_done, 'train_epoch_loss': last_metrics['train_loss'],
-                  'train_epoch_error': last_metrics['train_error']}
+                  'train_epoch_error': last_metrics['train_error'], 'commit': run.commit}
   if epoch_done % config.eval_every_epochs == 0 or is_last:
     eval_metrics = evaluate(run.eval_fn, state.params, run.eval_batches.as_numpy_iterator(),
                             run.mesh)

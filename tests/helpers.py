@@ -3,6 +3,11 @@ written on the fly, readers of a run folder, and a closeness check."""
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -48,6 +53,32 @@ def write_image_folder(root, splits=('train', 'test'), classes=('cat', 'dog', 's
         tf.io.write_file(os.path.join(root, split, name, f'{j:04d}.jpg'),
                          tf.io.encode_jpeg(image))
   return root
+
+
+def send_signal_after_step(workdir, step, signal_number=signal.SIGTERM):
+  """Sends `signal_number` to this process once metrics.jsonl has reached `step`."""
+
+  def watch():
+    path = os.path.join(workdir, 'metrics.jsonl')
+    while not (os.path.exists(path) and any(r['step'] >= step for r in read_metrics(workdir))):
+      time.sleep(0.01)
+    os.kill(os.getpid(), signal_number)
+
+  thread = threading.Thread(target=watch, daemon=True)
+  thread.start()
+  return thread
+
+
+def run_main(*args, env=None, config='configs/relu_vs_tanh.py', wait=True):
+  """`python -m alexnet_jax.main --config=CONFIG ARGS` from the repository; `env` changes its
+  environment (None removes a variable). The finished process, or with wait=False the running
+  one (its output piped)."""
+  environ = {**os.environ, **(env or {})}
+  command = [sys.executable, '-m', 'alexnet_jax.main', f'--config={config}', *args]
+  kwargs = dict(cwd=REPO, text=True, env={k: v for k, v in environ.items() if v is not None})
+  if not wait:
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+  return subprocess.run(command, capture_output=True, timeout=300, **kwargs)
 
 
 def read_metrics(workdir):

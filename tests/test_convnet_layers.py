@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alexnet_jax import convnet_layers, models, optim
+from alexnet_jax import convnet_layers, models, optim, run_folder
 from configs import common, cuda_convnet_cifar, relu_vs_tanh
 
 RNG = np.random.default_rng(0)
@@ -156,15 +156,7 @@ def test_each_net_has_its_layer_files_parameters(variant):
 
 
 def _flat(config):
-  return {k: v for k, v in _flatten(config.to_dict())}
-
-
-def _flatten(d, prefix=''):
-  for key, value in d.items():
-    if isinstance(value, dict):
-      yield from _flatten(value, f'{prefix}{key}.')
-    else:
-      yield f'{prefix}{key}', value
+  return run_folder.flatten(config.to_dict())
 
 
 # What each file sets (layers, epsW/epsB, wc per layer, the header's schedule) and, for the

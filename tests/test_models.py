@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from alexnet_jax import convnet_layers, models, report
+from alexnet_jax import convnet_layers, models, run_folder
 from configs import cuda_convnet, default, relu_vs_tanh
 from tests.helpers import SMALL_ALEXNET
 
@@ -253,7 +253,7 @@ def test_init_std_overrides_set_those_layers_std():
 def test_the_2012_code_config_sets_every_switch():
   config = cuda_convnet.get_config()
   paper = default.get_config()
-  flat = lambda c: report.flatten(c.to_dict())
+  flat = lambda c: run_folder.flatten(c.to_dict())
   changed = {key for key, value in flat(config).items() if flat(paper).get(key) != value}
   assert changed == {
       'experiment', 'model.lrn_alpha_convention', 'model.conv1_order', 'model.conv2_contrast_norm',

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import jax
@@ -14,21 +13,8 @@ import pytest
 
 from alexnet_jax import checkpoints, train
 from alexnet_jax.errors import Interrupted, NonFiniteError, UserInputError
-from tests.helpers import REPO, latest_params, read_metrics, small_config
-
-
-def _send_signal_after_step(workdir, step, signal_number=signal.SIGTERM):
-  """Sends `signal_number` to this process once metrics.jsonl has reached `step`."""
-
-  def watch():
-    path = os.path.join(workdir, 'metrics.jsonl')
-    while not (os.path.exists(path) and any(r['step'] >= step for r in read_metrics(workdir))):
-      time.sleep(0.01)
-    os.kill(os.getpid(), signal_number)
-
-  thread = threading.Thread(target=watch, daemon=True)
-  thread.start()
-  return thread
+from tests.helpers import (REPO, latest_params, read_metrics, send_signal_after_step,
+                           small_config)
 
 
 def _metrics_by_step(workdir):
@@ -41,7 +27,7 @@ def test_sigterm_checkpoints_and_the_resumed_run_equals_the_uninterrupted_one(tm
   config = small_config(num_epochs=2, log_every_steps=1, checkpoint_every_steps=1000)
   train.train_and_evaluate(config, straight)
 
-  _send_signal_after_step(stopped, 5)
+  send_signal_after_step(stopped, 5)
   with pytest.raises(Interrupted) as stop:
     train.train_and_evaluate(config, stopped)
   step = stop.value.step
@@ -121,8 +107,12 @@ def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, 
 def test_a_checkpoint_of_another_network_is_refused_untouched(tmp_path):
   workdir = str(tmp_path / 'run')
   train.train_and_evaluate(small_config(num_epochs=1), workdir)
+  other = small_config(**{'model.conv_features': (8, 8, 32)})
+  with pytest.raises(UserInputError, match=r'model.conv_features \(8, 8, 16\) -> \(8, 8, 32\)'):
+    train.train_and_evaluate(other, workdir)
+  # Even when a change of config is allowed, another network's weights are not loaded.
   with pytest.raises(UserInputError, match='holds a different network'):
-    train.train_and_evaluate(small_config(**{'model.conv_features': (8, 8, 32)}), workdir)
+    train.train_and_evaluate(other, workdir, allow_changed_config=True)
   assert latest_params(workdir)[0] == 16
 
 

@@ -3,14 +3,14 @@
 import json
 import os
 import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 
-from alexnet_jax import input_pipeline, models, parallel, train
-from tests.helpers import REPO, latest_params, read_metrics, small_config, write_image_folder
+from alexnet_jax import input_pipeline, models, parallel, run_folder, train
+from tests.helpers import (REPO, latest_params, read_metrics, run_main, small_config,
+                           write_image_folder)
 
 def test_training_lowers_the_loss_and_writes_the_run_folder(tmp_path):
   workdir = str(tmp_path / 'run')
@@ -25,6 +25,14 @@ def test_training_lowers_the_loss_and_writes_the_run_folder(tmp_path):
   with open(os.path.join(workdir, 'config.json')) as f:
     assert json.load(f)['model']['activation'] == 'relu'
   assert latest_params(workdir)[0] == 3 * 512 // 32
+  # Each epoch records the code it ran: this checkout's commit.
+  commit = run_folder.code_version()
+  assert commit == subprocess.run(['git', '-C', REPO, 'rev-parse', '--short=10', 'HEAD'],
+                                  capture_output=True, text=True).stdout.strip() + (
+      '+changes' if subprocess.run(['git', '-C', REPO, 'status', '--porcelain',
+                                    '--untracked-files=no'], capture_output=True,
+                                   text=True).stdout.strip() else '')
+  assert run_folder.commits(run_folder.read_run(workdir)) == [commit]
 
 
 def test_resumed_run_continues_at_the_checkpoint_step(tmp_path):
@@ -82,15 +90,6 @@ def test_image_folder_run(tmp_path):
   assert final['eval_examples'] == 36
 
 
-def _main(*args, env=None):
-  """main in a subprocess; `env` changes its environment (None removes a variable)."""
-  environ = {**os.environ, **(env or {})}
-  return subprocess.run([sys.executable, '-m', 'alexnet_jax.main',
-                         '--config=configs/relu_vs_tanh.py', *args],
-                        cwd=REPO, capture_output=True, text=True, timeout=300,
-                        env={k: v for k, v in environ.items() if v is not None})
-
-
 @pytest.mark.parametrize('case', ['activation', 'data_dir', 'empty_folder', 'workdir'])
 def test_bad_input_exits_with_one_clear_line(tmp_path, case):
   workdir = str(tmp_path / 'run')
@@ -112,7 +111,7 @@ def test_bad_input_exits_with_one_clear_line(tmp_path, case):
     workdir = str(tmp_path / 'a_file' / 'run')
   # TF_ENABLE_ONEDNN_OPTS=1 makes any CPU print what TensorFlow prints by default on AVX-512 ones.
   # A user's environment: no TF_CPP_MIN_LOG_LEVEL (conftest sets one for the tests).
-  result = _main(f'--workdir={workdir}', *args, env={'TF_ENABLE_ONEDNN_OPTS': '1',
+  result = run_main(f'--workdir={workdir}', *args, env={'TF_ENABLE_ONEDNN_OPTS': '1',
                                                      'TF_CPP_MIN_LOG_LEVEL': None})
   assert result.returncode == 2
   lines = [line for line in result.stderr.splitlines() if line.strip()]
