@@ -10,7 +10,7 @@ matplotlib.use('Agg')  # Files only, no display.
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from alexnet_jax import checkpoints  # pylint: disable=g-import-not-at-top,wrong-import-position
+from alexnet_jax import checkpoints, claims  # pylint: disable=g-import-not-at-top,wrong-import-position
 from alexnet_jax.run_folder import Run  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 KERNEL_SCALE = 4  # Pixels per kernel weight in the kernel grid.
@@ -111,17 +111,19 @@ def write_all(runs: Sequence[Run], out_dir: str, target: float = 0.25) -> list[s
   training error); returns the paths written."""
   os.makedirs(out_dir, exist_ok=True)
   written = []
-  groups: dict[tuple[str, str], list[Run]] = {}
+  groups: dict[tuple[str, str, str], list[Run]] = {}  # One plot per sweep, dataset and net.
   for run in runs:
     if run.history.get('epoch'):
-      key = (run.config.get('experiment', 'runs'), run.config['dataset']['name'])
+      key = (run.config.get('experiment', 'runs'), run.config['dataset']['name'],
+             claims.net_of(run))
       groups.setdefault(key, []).append(run)
-  for (experiment, dataset), group in sorted(groups.items()):
-    path = os.path.join(out_dir, _file_name(f'curves_{experiment}_{dataset}') + '.png')
-    error_curves(group, f'{experiment} on {dataset}', path)
+  for (experiment, dataset, net), group in sorted(groups.items()):
+    name = f'{dataset}_{net}'
+    path = os.path.join(out_dir, _file_name(f'curves_{experiment}_{name}') + '.png')
+    error_curves(group, f'{experiment} on {dataset}, {net}', path)
     written.append(path)
     if experiment == 'relu_vs_tanh':
-      path = os.path.join(out_dir, _file_name(f'figure1_{dataset}') + '.png')
+      path = os.path.join(out_dir, _file_name(f'figure1_{name}') + '.png')
       figure1(group, target, path)
       written.append(path)
   for run in runs:

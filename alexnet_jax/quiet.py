@@ -49,4 +49,4 @@ def import_tensorflow() -> None:
   before anything else imports TensorFlow."""
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
   with native_stderr_without(STARTUP_NOTICES):
-    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
+    import tensorflow  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import

@@ -1,5 +1,6 @@
 """Train state, loss, the shard_mapped train and eval steps, and the training loop."""
 
+import contextlib
 import dataclasses
 import functools
 import glob
@@ -8,7 +9,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import flax
 import jax
@@ -37,6 +38,8 @@ BOTH_AXES = (parallel.DATA_AXIS, parallel.MODEL_AXIS)
 # The per-epoch curves kept in each checkpoint's metrics (checkpoints.HISTORY).
 # The key, in a mid-epoch checkpoint's metrics, of every process's input position.
 INPUT_POSITIONS = 'input_positions'
+# The key, in the metrics of a checkpoint written when a signal stopped an evaluation: True.
+EVAL_PENDING = 'eval_pending'
 HISTORY_KEYS = ('epoch', 'train_epoch_loss', 'train_epoch_error', 'eval_loss', 'eval_top1_error',
                 'eval_top5_error', 'eval_10crop_top1_error', 'eval_10crop_top5_error', 'commit')
 
@@ -204,11 +207,14 @@ def global_batch(batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[
 
 
 def evaluate(eval_fn: Callable, params: Any, batches: Iterable[dict[str, np.ndarray]],
-             mesh: jax.sharding.Mesh) -> dict[str, float]:
+             mesh: jax.sharding.Mesh,
+             stop_requested: Callable[[], bool] = lambda: False) -> dict[str, float] | None:
   """Loss and top-1/top-5 error (centre crop, and ten crops when the batches have them) over
-  every evaluation example exactly once."""
+  every evaluation example exactly once; None when `stop_requested()` before a batch."""
   totals = None
   for batch in batches:
+    if stop_requested():
+      return None
     sums = eval_fn(params, global_batch(batch, mesh))
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   totals = jax.device_get(totals)
@@ -382,24 +388,20 @@ class RunContext:
   config: ml_collections.ConfigDict
   workdir: str
   mesh: jax.sharding.Mesh
-  source: Any
+  source: input_pipeline.Source
   steps_per_epoch: int
   total_steps: int
   process_index: int
   process_count: int
   train_fn: Callable
   eval_fn: Callable
-  manager: Any
+  manager: checkpoints.ocp.CheckpointManager
   writer: MetricsWriter
   triggers: preemption.CheckpointTriggers
-  cache: Any
-  normalization: Any
-  eval_batches: Any
+  cache: tf.data.Dataset | None  # The decoded training set in memory (dataset.cache).
+  normalization: input_pipeline.Normalization
+  eval_batches: tf.data.Dataset
   commit: str  # The code version (run_folder.code_version), kept with each epoch.
-
-  @property
-  def is_chief(self) -> bool:
-    return self.process_index == 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -413,6 +415,8 @@ class Progress:
   # Mid-epoch: this process's place in the epoch's example stream (input_pipeline.POSITION),
   # dropped examples included, so that a resume skips exactly what was trained.
   input_position: int | None = None
+  # At an epoch's end whose evaluation a signal cut short: the evaluation comes first.
+  eval_pending: bool = False
 
   @property
   def finished(self) -> bool:
@@ -432,7 +436,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   prepare_workdir(workdir)
   with run_folder.workdir_lock(workdir, enabled=jax.process_index() == 0), \
       preemption.CheckpointTriggers(config.checkpoint_every_minutes,
-                                    jax.process_count()) as triggers:
+                                    jax.process_count()) as triggers, \
+      _disk_full_in_one_line(workdir):
     if not allow_changed_config:
       check_same_experiment(config, workdir)
     run, progress = _set_up(config, workdir, triggers)
@@ -440,29 +445,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       with jax.set_mesh(run.mesh):
         # The paper's procedure: epochs of SGD on random mini-batches, each followed by an
         # evaluation that may divide the learning rate, until the last epoch (or the target).
-        while progress.step < run.total_steps and not progress.finished:
-          progress = _end_epoch(run, _train_epoch(run, progress))
+        while not progress.finished and (progress.step < run.total_steps or
+                                         progress.eval_pending):
+          trained = progress if progress.eval_pending else _train_epoch(run, progress)
+          progress = _end_epoch(run, trained)
           signal_number, _ = triggers.poll()
           if signal_number is not None and not progress.finished:
             raise Interrupted(signal_number, progress.step)
     except tf.errors.InvalidArgumentError as e:  # Only the input pipeline runs TensorFlow ops.
       raise undecodable_image_error(run.source.train.paths + run.source.eval.paths,
                                     config.dataset.image_size, e) from e
-    except Exception as e:  # pylint: disable=broad-except
-      if checkpoints.is_disk_full(e) and not isinstance(e, DiskFullError):
-        raise DiskFullError(checkpoints.disk_full_message(
-            workdir, _committed_step(run), 'no space left on device')) from e
-      raise
     finally:
       _finish_writing(run)
   return progress.last_metrics
 
 
-def _committed_step(run: RunContext) -> int | None:
+@contextlib.contextmanager
+def _disk_full_in_one_line(workdir: str) -> Iterator[None]:
+  """Turns a write that failed for lack of space (in orbax, TensorFlow or the metrics) into
+  DiskFullError, naming the latest good checkpoint."""
+  try:
+    yield
+  except DiskFullError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    if not checkpoints.is_disk_full(e):
+      raise
+    raise DiskFullError(checkpoints.disk_full_message(
+        workdir, _committed_step(workdir), 'no space left on device')) from e
+
+
+def _committed_step(workdir: str) -> int | None:
   """The latest checkpoint written whole, whatever the one being written does."""
-  steps = [int(name) for name in os.listdir(os.path.join(run.workdir, 'checkpoints'))
-           if name.isdigit()]
-  return max(steps, default=None)
+  directory = os.path.join(workdir, 'checkpoints')
+  steps = os.listdir(directory) if os.path.isdir(directory) else []
+  return max((int(name) for name in steps if name.isdigit()), default=None)
 
 
 def _finish_writing(run: RunContext) -> None:
@@ -552,16 +569,20 @@ def _restore(config: ml_collections.ConfigDict, manager: Any, fresh_state: Train
   history: dict[str, list[Any]] = last_metrics.pop(checkpoints.HISTORY, {})
   last_metrics.pop(checkpoints.DIGEST, None)  # Each save computes its own.
   positions = last_metrics.pop(INPUT_POSITIONS, None)
+  eval_pending = bool(last_metrics.pop(EVAL_PENDING, False))
   step = int(state.step)
-  last_metrics[run_folder.FINISHED] = step >= total_steps or (
+  last_metrics[run_folder.FINISHED] = not eval_pending and (step >= total_steps or (
       step % steps_per_epoch == 0 and
-      reached_train_error(config, (history.get('train_epoch_error') or [None])[-1]))
+      reached_train_error(config, (history.get('train_epoch_error') or [None])[-1])))
   if restored is not None:
     logging.info('Resumed from the checkpoint at step %d (epoch %.2f)%s.', restored_step,
                  restored_step / steps_per_epoch,
                  ': the run is already finished' if last_metrics[run_folder.FINISHED] else '')
   position = positions[jax.process_index()] if positions and step % steps_per_epoch else None
-  return Progress(state, step, last_metrics, history, position)
+  if eval_pending:
+    logging.info('The evaluation of epoch %d was stopped by a signal: evaluating it first.',
+                 step // steps_per_epoch)
+  return Progress(state, step, last_metrics, history, position, eval_pending)
 
 
 def _save(run: RunContext, progress: Progress,
@@ -574,7 +595,7 @@ def _save(run: RunContext, progress: Progress,
     if progress.input_position is not None:  # Every process's, for its own resume.
       metrics[INPUT_POSITIONS] = parallel.gather_from_processes(progress.input_position)
     run.manager.wait_until_finished()  # The previous save's outcome, and its disk space.
-    checkpoints.check_space(run.workdir, progress.state, _committed_step(run))
+    checkpoints.check_space(run.workdir, progress.state, _committed_step(run.workdir))
     checkpoints.save(run.manager, progress.step, progress.state, metrics)
   run.triggers.saved()
 
@@ -655,8 +676,19 @@ def _end_epoch(run: RunContext, progress: Progress) -> Progress:
   epoch_record = {'epoch': epoch_done, 'train_epoch_loss': last_metrics['train_loss'],
                   'train_epoch_error': last_metrics['train_error'], 'commit': run.commit}
   if epoch_done % config.eval_every_epochs == 0 or is_last:
+    signal_number = None
+
+    def stop_requested() -> bool:
+      nonlocal signal_number
+      signal_number, _ = run.triggers.poll()
+      return signal_number is not None
+
     eval_metrics = evaluate(run.eval_fn, state.params, run.eval_batches.as_numpy_iterator(),
-                            run.mesh)
+                            run.mesh, stop_requested)
+    if eval_metrics is None:  # Stopped promptly: the trained step is kept, evaluated on resume.
+      if not progress.eval_pending:
+        _save(run, Progress(state, step, {**last_metrics, EVAL_PENDING: True}, history), [])
+      raise Interrupted(signal_number, step)
     last_metrics.update(eval_metrics)
     epoch_record.update(eval_metrics)
     state = plateau_schedule_update(config, state, eval_metrics['eval_top1_error'])
@@ -671,6 +703,9 @@ def _end_epoch(run: RunContext, progress: Progress) -> Progress:
     history.setdefault(key, []).append(epoch_record.get(key))
   run.writer.write(step, epoch_record)
   last_metrics[run_folder.FINISHED] = is_last
+  if progress.eval_pending:  # This checkpoint replaces the one that awaited the evaluation.
+    run.manager.wait_until_finished()
+    run.manager.delete(step)
   progress = Progress(state, step, last_metrics, history)
   _save(run, progress, [])
   return progress

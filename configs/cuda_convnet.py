@@ -16,8 +16,8 @@ The differences, each a switch of configs/default.py:
   - biases: twice the weights' learning rate and no weight decay (bias_lr_multiplier,
     decay_biases).
   - after LRN2: a spatial contrast normalization too (model.conv2_contrast_norm), with
-    cuda-convnet's default constants: the 2012 layer file's size, scale and power are not
-    recorded in DESIGN.md and are unverified here.
+    cuda-convnet's default constants: the 2012 ImageNet layer file's size, scale and power are
+    not known to this project (its public example layer files are the CIFAR-10 nets').
   - PCA lighting: the image is scaled by 1 / 1.1 after the noise is added
     (dataset.scale_after_lighting).
   - learning rate: divided by 10 near epochs 24, 51 and 78 of 91, not at validation plateaus

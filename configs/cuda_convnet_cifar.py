@@ -31,7 +31,11 @@ four training batches, 150 more on all five, then 10 + 10 epochs at /10 and /100
 'lr_boundaries_epochs' below and takes days here: the claim sweep shortens it
 (configs/lrn.py:cuda_convnet).
 
-Wall time, 2-core CPU (this project's machine): see the README's C1 and C2 sections.
+Wall time on this project's 2-core CPU machine (two CPU devices): 18pct trains at about 1,040
+images/s when nothing else runs, about 50 s an epoch and 75 s with the evaluation and start-up;
+80sec is of the same size; 13pct and 11pct are not yet timed (the C2 sweep, configs/lrn.py:
+cuda_convnet, times them). The full schedules here: 18pct 140 epochs (about 3 hours), 80sec 10
+epochs (about 12 minutes), 13pct and 11pct 520 epochs (days).
 """
 
 import ml_collections

@@ -19,9 +19,10 @@ The sweep (each activation at its LEARNING_RATES, over SWEEP_SEEDS) and its repo
   python -m alexnet_jax.report /tmp/c1_18pct --plot=/tmp/c1_plots
 
 Wall time on a 2-core CPU (this project's machine, two CPU devices): about 75 s per epoch for
-figure1_net; each run stops at 25% training error or after MAX_EPOCHS. Results (CIFAR-10 JPEG
-q75): figure1_net, seed 0: ReLU at lr 0.002 reached 25% training error after 9 epochs, tanh at
-0.008 after 25, a ratio of 2.8; 18pct: the README's C1 rows.
+either net with its evaluation; each run stops at 25% training error or after MAX_EPOCHS (the
+18pct sweep: at most 6 x 40 epochs, about 5 hours). Results (CIFAR-10 JPEG q75): figure1_net,
+seed 0: ReLU at lr 0.002 reached 25% training error after 9 epochs, tanh at 0.008 after 25, a
+ratio of 2.8; 18pct: the README's C1 rows.
 Paper: about 6 times fewer epochs to 25% training error with ReLU (Figure 1; learning rates
 tuned per net).
 """

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import jax
@@ -213,7 +214,7 @@ def test_an_undecodable_image_under_fail_is_named_with_the_reason(tmp_path):
 
 
 def test_an_undecodable_evaluation_image_under_fail_stops_before_training(tmp_path):
-  root = write_image_folder(str(tmp_path / 'data'), per_class=8, size=(32, 32))
+  root = write_image_folder(str(tmp_path / 'data'), per_class=12, size=(32, 32))
   _cut_jpegs(root, 'test', 1)
   workdir = str(tmp_path / 'run')
   with pytest.raises(UserInputError, match=r'test/dog/cut0.jpg cannot be decoded'):
@@ -222,7 +223,7 @@ def test_an_undecodable_evaluation_image_under_fail_stops_before_training(tmp_pa
 
 
 def test_a_class_of_only_non_images_is_refused_under_skip(tmp_path):
-  root = write_image_folder(str(tmp_path / 'data'), per_class=4, size=(16, 16))
+  root = write_image_folder(str(tmp_path / 'data'), per_class=12, size=(16, 16))
   for split in ('train', 'test'):
     os.makedirs(os.path.join(root, split, 'zzz'))
     with open(os.path.join(root, split, 'zzz', 'a.jpg'), 'w') as f:
@@ -293,3 +294,66 @@ def test_report_names_and_skips_a_folder_whose_config_is_not_a_runs(tmp_path):
     assert f'{tmp_path / name}: cannot be read (its config.json is not the config of a run' in \
         result.stderr
   assert f'| {tmp_path.name}/good |' in result.stdout
+
+
+def test_a_signal_during_evaluation_stops_it_promptly_and_the_resume_evaluates_first(
+    tmp_path, caplog):
+  # 16 steps an epoch, then an evaluation of 12,000 examples that takes seconds.
+  config = small_config(num_epochs=2, log_every_steps=16,
+                        **{'dataset.synthetic_eval_examples': 12_000, 'eval_batch_size': 50})
+  straight, stopped = str(tmp_path / 'straight'), str(tmp_path / 'stopped')
+  with caplog.at_level('INFO'):
+    train.train_and_evaluate(config, straight)
+  logged = lambda text: next(r.created for r in caplog.records if r.getMessage().startswith(text))
+  evaluation_seconds = logged('epoch 1: training error') - logged('step 16/32')
+  caplog.clear()
+  signalled = []
+
+  def signal_at_the_evaluation():
+    path = os.path.join(stopped, 'metrics.jsonl')
+    while not (os.path.exists(path) and any(r['step'] >= 16 for r in read_metrics(stopped))):
+      time.sleep(0.01)
+    signalled.append(time.monotonic())
+    os.kill(os.getpid(), signal.SIGTERM)
+
+  watcher = threading.Thread(target=signal_at_the_evaluation, daemon=True)
+  watcher.start()
+  with pytest.raises(Interrupted) as stop:
+    train.train_and_evaluate(config, stopped)
+  stopped_after = time.monotonic() - signalled[0]
+  assert stop.value.step == 16
+  assert stopped_after < 0.5 * evaluation_seconds, (stopped_after, evaluation_seconds)
+  manager = checkpoints.create_manager(stopped, read_only=True)
+  assert manager.latest_step() == 16 and manager.metrics(16)[train.EVAL_PENDING]
+  with caplog.at_level('INFO'):
+    train.train_and_evaluate(config, stopped)
+  assert 'The evaluation of epoch 1 was stopped by a signal: evaluating it first.' in caplog.text
+  a, b = run_folder.read_run(straight), run_folder.read_run(stopped)
+  assert b.history['eval_top1_error'] == a.history['eval_top1_error']  # Each epoch once.
+  for x, y in zip(jax.tree.leaves(latest_params(straight)[1]),
+                  jax.tree.leaves(latest_params(stopped)[1])):
+    np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize('case', ['no_file', 'syntax', 'typo', 'typo_nested', 'bad_value'])
+def test_a_config_that_cannot_be_loaded_is_one_line(tmp_path, case):
+  (tmp_path / 'broken.py').write_text('def get_config(:\n  pass\n')
+  config, flag, expected = {
+      'no_file': ('nope.py', [], 'error: --config=nope.py: no such file.'),
+      'syntax': (str(tmp_path / 'broken.py'), [],
+                 f'error: the config file cannot be loaded: invalid syntax '
+                 f'({tmp_path / "broken.py"}, line 1).'),
+      'typo': ('configs/relu_vs_tanh.py', ['--config.modle.activation=relu'],
+               "error: --config.modle.activation: the config has no key 'modle'; did you mean "
+               "'model'?"),
+      'typo_nested': ('configs/relu_vs_tanh.py', ['--config.model.activaton=relu'],
+                      "error: --config.model.activaton: the config has no key 'activaton'; did "
+                      "you mean 'activation'?"),
+      'bad_value': ('configs/relu_vs_tanh.py', ['--config.num_epochs=abc'],
+                    "error: flag --config.num_epochs=abc: invalid literal for int() with base "
+                    "10: 'abc'"),
+  }[case]
+  result = run_main(f'--workdir={tmp_path / "run"}', *flag, config=config)
+  assert result.returncode == 2
+  assert _one_error_line(result) == expected
+  assert not os.path.exists(tmp_path / 'run')

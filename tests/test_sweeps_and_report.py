@@ -134,9 +134,9 @@ def test_local_sweep_runs_resumes_and_skips(tmp_path, capsys):
           planted_row['top-5 final %'], planted_row['epochs to 25% train error']) == \
       ('1', '23.45', '12.34', '1.23', '1')
   assert planted_row['overrides'] == 'seed=1' or 'seed=1' in planted_row['overrides']
-  curves = matplotlib.image.imread(str(tmp_path / 'plots' / 'curves_relu_vs_tanh_synthetic.png'))
+  curves = matplotlib.image.imread(str(tmp_path / 'plots' / 'curves_relu_vs_tanh_synthetic_cifar_net.png'))
   assert curves.shape[:2] == (450, 700)
-  figure1 = matplotlib.image.imread(str(tmp_path / 'plots' / 'figure1_synthetic.png'))
+  figure1 = matplotlib.image.imread(str(tmp_path / 'plots' / 'figure1_synthetic_cifar_net.png'))
   assert figure1.shape[:2] == (320, 480)  # 6 x 4 inches at 80 dpi: small enough to commit.
   kernels = matplotlib.image.imread(str(tmp_path / 'plots' / 'conv1_seed=0.png'))
   assert kernels.shape[:2] == (7 * plots.KERNEL_SCALE, 49 * plots.KERNEL_SCALE)
