@@ -31,11 +31,11 @@ four training batches, 150 more on all five, then 10 + 10 epochs at /10 and /100
 'lr_boundaries_epochs' below and takes days here: the claim sweep shortens it
 (configs/lrn.py:cuda_convnet).
 
-Wall time on this project's 2-core CPU machine (two CPU devices): 18pct trains at about 1,040
-images/s when nothing else runs, about 50 s an epoch and 75 s with the evaluation and start-up;
-80sec is of the same size; 13pct and 11pct are not yet timed (the C2 sweep, configs/lrn.py:
-cuda_convnet, times them). The full schedules here: 18pct 140 epochs (about 3 hours), 80sec 10
-epochs (about 12 minutes), 13pct and 11pct 520 epochs (days).
+Wall time on this project's 2-core CPU machine (two CPU devices, nothing else running), training
+images/s: 18pct about 1,040 (48 s an epoch; about 75 s with the evaluation), 80sec 1,210 (41 s),
+13pct 630 (79 s), 11pct 370 (135 s), the last two before their ten-view evaluation. The full
+schedules: 18pct 140 epochs (about 3 hours), 80sec 10 epochs (about 8 minutes), 13pct and 11pct
+520 epochs (12 and 20 hours and more).
 """
 
 import ml_collections
