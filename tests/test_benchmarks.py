@@ -32,9 +32,9 @@ def _rows(table):
 
 
 def test_mesh_step_time_runs_the_real_step_on_each_mesh():
-  out = _run('mesh_step_time.py', '--meshes=1x1,1x2,2x1', '--steps=1', '--batch_size=2',
+  out = _run('mesh_step_time.py', '--meshes=1x2,2x1', '--steps=1', '--batch_size=2',
              '--crop_size=67')
-  assert '| (1, 1) |' in out and '| (1, 2) |' in out and '| (2, 1) |' in out
+  assert '| (1, 2) |' in out and '| (2, 1) |' in out
   assert all(row[-1] > 0 for row in _rows(out))
 
 
@@ -59,11 +59,16 @@ def _image_folder(root, classes, per_class):
           root / 'train' / name / f'{i}.JPEG', quality=90)
 
 
-def test_input_pipeline_on_generated_jpegs_and_on_a_class_folder(tmp_path):
-  out = _run('input_pipeline.py', '--num_images=8', '--batches=1', '--repeats=1', '--workers=1')
-  assert len(_rows(out)) == 4 and all(row[-2] > 0 for row in _rows(out))
-  # An image folder as users have them: several classes, no validation split.
+def test_input_pipeline_on_a_class_folder_and_its_generated_jpegs(tmp_path):
+  # An image folder as users have them: several classes, no validation split; one class of the
+  # JPEGs the script writes when it is given no folder.
   _image_folder(tmp_path / 'folder', ('n01', 'n02'), 4)
+  spec = importlib.util.spec_from_file_location('input_benchmark',
+                                                os.path.join(BENCHMARKS, 'input_pipeline.py'))
+  script = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(script)
+  script.jpegs_from_a_photo(str(tmp_path / 'generated'), 4, quality=90)
+  os.rename(tmp_path / 'generated' / 'train' / 'all', tmp_path / 'folder' / 'train' / 'n03')
   out = _run('input_pipeline.py', f'--images={tmp_path / "folder"}', '--batches=1',
              '--repeats=1', '--workers=1')
   assert len(_rows(out)) == 4 and all(row[-2] > 0 for row in _rows(out))

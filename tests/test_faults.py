@@ -37,7 +37,7 @@ def _one_error_line(result):
 
 def test_a_second_process_on_a_busy_workdir_is_refused_and_a_killed_owner_frees_it(tmp_path):
   workdir = tmp_path / 'two'
-  args = [f'--workdir={workdir}', *SYNTHETIC, '--config.dataset.synthetic_train_examples=4096',
+  args = [f'--workdir={workdir}', *SYNTHETIC, '--config.dataset.synthetic_train_examples=2048',
           '--config.num_epochs=4', '--config.checkpoint_every_steps=2',
           '--config.log_every_steps=1']
   owner = run_main(*args, wait=False)
@@ -57,7 +57,7 @@ def test_a_second_process_on_a_busy_workdir_is_refused_and_a_killed_owner_frees_
   assert resumed.returncode == 0, resumed.stderr[-2000:]
   assert 'Resumed from the checkpoint at step' in resumed.stderr
   steps = [r['step'] for r in read_metrics(str(workdir)) if 'train_loss' in r]
-  assert steps == list(range(1, 4 * 128 + 1))
+  assert steps == list(range(1, 4 * 64 + 1))
 
 
 def test_resuming_another_experiment_is_refused_before_anything_is_written(tmp_path):
@@ -298,9 +298,9 @@ def test_report_names_and_skips_a_folder_whose_config_is_not_a_runs(tmp_path):
 
 def test_a_signal_during_evaluation_stops_it_promptly_and_the_resume_evaluates_first(
     tmp_path, caplog):
-  # 16 steps an epoch, then an evaluation of 12,000 examples that takes seconds.
+  # 16 steps an epoch, then an evaluation of 8,000 examples that takes seconds.
   config = small_config(num_epochs=2, log_every_steps=16,
-                        **{'dataset.synthetic_eval_examples': 12_000, 'eval_batch_size': 50})
+                        **{'dataset.synthetic_eval_examples': 8_000, 'eval_batch_size': 50})
   straight, stopped = str(tmp_path / 'straight'), str(tmp_path / 'stopped')
   with caplog.at_level('INFO'):
     train.train_and_evaluate(config, straight)

@@ -91,8 +91,11 @@ def single_device_reference(config, params, batch, dropout_key):
   return logits, loss, grads, jax.tree.map(jnp.add, params, updates)
 
 
-@pytest.mark.parametrize('make_config', [tiny_config, tiny_layer_net_config])
-def test_every_mesh_matches_the_single_device_network(make_config):
+@pytest.mark.parametrize('make_config,meshes', [
+    (tiny_config, MESHES),
+    (tiny_layer_net_config, [(1, 2), (4, 2)]),  # Its layers split over 'model', and both axes.
+])
+def test_every_mesh_matches_the_single_device_network(make_config, meshes):
   config = make_config()
   batch = batch_of(8)
   base_model = models.create_model(config.model, 10)
@@ -105,7 +108,7 @@ def test_every_mesh_matches_the_single_device_network(make_config):
   assert float(jnp.std(ref_logits)) > 1e-4
   assert all(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(ref_grads))
 
-  for num_data, num_model in MESHES:
+  for num_data, num_model in meshes:
     mesh = parallel.create_mesh(num_data, num_model)
     state, specs = train.create_train_state(config, base_model, (IMAGE, IMAGE, 3), mesh)
     model = models.create_model(config.model, 10, data_axis='data', model_axis='model')

@@ -168,7 +168,8 @@ def test_report_on_nothing_says_so_in_one_line(tmp_path):
   assert empty.returncode == 1
   assert f'{tmp_path}: no runs here' in empty.stderr
   (tmp_path / 'run').mkdir()
-  (tmp_path / 'run' / 'config.json').write_text('{"experiment": "lrn"}')
+  (tmp_path / 'run' / 'config.json').write_text(
+      '{"experiment": "lrn", "dataset": {"name": "x"}, "model": {"name": "alexnet"}}')
   assert 'no checkpoint yet' in subprocess.run(
       [sys.executable, '-m', 'alexnet_jax.report', str(tmp_path)], cwd=REPO,
       capture_output=True, text=True, timeout=60).stderr
