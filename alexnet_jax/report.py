@@ -64,7 +64,8 @@ def _percent(value: float | None) -> str:
 
 
 def _epochs(value: float) -> str:
-  return NOT_AVAILABLE if math.isinf(value) else f'{value:g}'
+  """Epochs as a run reports them: whole, or to two decimals mid-epoch; '—' for never."""
+  return NOT_AVAILABLE if math.isinf(value) else f'{round(value, 2):g}'
 
 
 def run_rows(runs: Sequence[Run], roots: Sequence[str], target: float) -> list[dict[str, str]]:
@@ -78,7 +79,7 @@ def run_rows(runs: Sequence[Run], roots: Sequence[str], target: float) -> list[d
         'run': name,
         'experiment': run.config.get('experiment', NOT_AVAILABLE),
         'overrides': overrides(run.config),
-        'epochs': f'{latest.get("epoch", 0):g}' + ('' if run.finished else ' (running)'),
+        'epochs': _epochs(latest.get('epoch', 0)) + ('' if run.finished else ' (running)'),
         'commit': ' '.join(run_folder.commits(run)) or NOT_AVAILABLE,
         'train error %': _percent(run.history.get('train_epoch_error', [None])[-1]),
     }
@@ -104,7 +105,7 @@ def claim_rows(runs: Sequence[Run]) -> list[dict[str, str]]:
       if group:
         sizes = sorted({r.config['dataset']['crop_size'] for r in group})
         epochs = sorted({(r.latest or {}).get('epoch', 0) for r in group})
-        epochs = [f'{e:g}' for e in epochs]
+        epochs = [_epochs(e) for e in epochs]
         conditions = (f'{label}, {"/".join(map(str, sizes))} px, {len(group)} runs, '
                       f'{"-".join([epochs[0], epochs[-1]]) if len(epochs) > 1 else epochs[0]} '
                       'epochs')
