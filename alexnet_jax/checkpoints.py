@@ -7,7 +7,6 @@ count as unreadable too.
 """
 
 import errno
-import functools
 import json
 import math
 import os
@@ -47,7 +46,7 @@ def _leaf_digest(x: jax.Array) -> jax.Array:
                     jnp.sum(words * positions, dtype=jnp.uint32)])
 
 
-@functools.partial(jax.jit)
+@jax.jit
 def _digests(state: Any) -> list[jax.Array]:
   return [_leaf_digest(leaf) for leaf in jax.tree.leaves(state)]
 

@@ -16,8 +16,9 @@ def is_bias(path: tuple[Any, ...]) -> bool:
 
 
 def paper_sgd(momentum: float, weight_decay: float, *, decay_biases: bool = True,
-              bias_lr_multiplier: float = 1.0, layer_lr_multipliers: Mapping[str, float] = {},
-              layer_weight_decay: Mapping[str, float] = {}
+              bias_lr_multiplier: float = 1.0,
+              layer_lr_multipliers: Mapping[str, float] | None = None,
+              layer_weight_decay: Mapping[str, float] | None = None
               ) -> optax.GradientTransformationExtraArgs:
   """v <- momentum v - weight_decay lr w - lr dL/dw; w <- w + v (Sec. 5), lr given per step.
 
@@ -28,6 +29,9 @@ def paper_sgd(momentum: float, weight_decay: float, *, decay_biases: bool = True
   multiplier (`layer_lr_multipliers`) and weight decay (`layer_weight_decay`, replacing
   `weight_decay` for its weights).
   """
+
+  layer_lr_multipliers = dict(layer_lr_multipliers or {})
+  layer_weight_decay = dict(layer_weight_decay or {})
 
   def per_leaf(params, value_for_bias, value_for_weight):
     """value_for_*(layer) at every leaf of params."""
