@@ -147,7 +147,8 @@ def _centred_window_sum(v: jax.Array, size: int) -> jax.Array:
 def response_norm(x: jax.Array, *, size: int, scale: float, power: float) -> jax.Array:
   """cuda-convnet's 'rnorm', within each map: b = a (1 + scale / size^2 * sum_window a^2)^-power
   (convResponseNorm; its layer parser divides the configured scale by size^2)."""
-  return x * lax.pow(1.0 + scale / size**2 * _centred_window_sum(jnp.square(x), size), -power)
+  return x * lax.pow(1.0 + scale / size**2 * _centred_window_sum(jnp.square(x), size),
+                     jnp.asarray(-power, x.dtype))
 
 
 def contrast_norm(x: jax.Array, *, size: int, scale: float, power: float) -> jax.Array:
@@ -158,7 +159,8 @@ def contrast_norm(x: jax.Array, *, size: int, scale: float, power: float) -> jax
   code's layer parser did with the configured scale.
   """
   diffs = x - _centred_window_sum(x, size) / size**2
-  return x * lax.pow(1.0 + scale / size**2 * _centred_window_sum(jnp.square(diffs), size), -power)
+  return x * lax.pow(1.0 + scale / size**2 * _centred_window_sum(jnp.square(diffs), size),
+                     jnp.asarray(-power, x.dtype))
 
 
 def cross_map_norm_constants(size: int, scale: float, power: float) -> dict[str, float]:

@@ -171,7 +171,7 @@ def _negative_power(d: jax.Array, beta: float) -> jax.Array:
   than pow's exp(log)."""
   if beta == 0.75:
     return lax.rsqrt(d) * lax.rsqrt(jnp.sqrt(d))
-  return lax.pow(d, -beta)
+  return lax.pow(d, jnp.asarray(-beta, d.dtype))
 
 
 def _channel_window_sum(v: jax.Array, n: int, num_groups: int) -> jax.Array:

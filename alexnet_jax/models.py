@@ -31,6 +31,8 @@ LRN_ALPHA_CONVENTIONS = ('paper', 'cuda_convnet')
 # conv1's activation, normalization and pooling: in the paper's order, or the 2012 code's, whose
 # LRN saw the maps before the ReLU, applied after pooling.
 CONV1_ORDERS = ('relu_norm_pool', 'norm_pool_relu')
+# config.compute_dtype: the type of activations and convolutions (cast_for_compute).
+COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 ALEXNET_LAYERS = ('conv1', 'conv2', 'conv3', 'conv4', 'conv5', 'fc6', 'fc7', 'fc8')
 
 
@@ -75,6 +77,14 @@ def in_micro_batches(fn: Callable[[jax.Array], jax.Array], x: jax.Array,
   return jnp.concatenate([fn(x[i:i + size]) for i in range(0, x.shape[0], size)])
 
 
+def cast_for_compute(tree, dtype) -> object:
+  """Every floating-point leaf of `tree` (parameters, images) in `dtype`: the network then
+  computes in that type, while gradients flow back to the float32 originals through the cast
+  (mixed precision as Flax's `dtype`/`param_dtype` split does it)."""
+  return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+                      tree)
+
+
 def _axis_size(axis: str | None) -> int:
   return 1 if axis is None else lax.axis_size(axis)
 
@@ -102,7 +112,7 @@ def local_response_norm(x: jax.Array, k: float, n: int, alpha: float, beta: floa
   band = ((np.abs(index[:, None] - index[None, :]) <= n // 2)
           & (index[:, None] // per_group == index[None, :] // per_group))
   sum_sq = jnp.dot(jnp.square(x), jnp.asarray(band, x.dtype), precision=lax.Precision.HIGHEST)
-  return x * lax.pow(k + alpha * sum_sq, -beta)
+  return x * lax.pow(k + alpha * sum_sq, jnp.asarray(-beta, x.dtype))
 
 
 def _xla_max_pool(x: jax.Array, window: int, stride: int, padding: cpu_ops.Padding) -> jax.Array:

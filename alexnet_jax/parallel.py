@@ -7,7 +7,7 @@ the single device included.
 """
 
 import os
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -53,12 +53,14 @@ def set_cpu_devices(config: Any, environ: Mapping[str, str] = os.environ) -> int
   return count
 
 
-def create_mesh(num_data: int, num_model: int) -> Mesh:
-  """A ('data', 'model') mesh over the first data x model devices."""
-  shape = mesh_shape(num_data, num_model, jax.device_count())
+def create_mesh(num_data: int, num_model: int, devices: Sequence[Any] | None = None) -> Mesh:
+  """A ('data', 'model') mesh over the first data x model of `devices` (default: this job's;
+  compile_check passes a TPU topology's)."""
+  devices = jax.devices() if devices is None else list(devices)
+  shape = mesh_shape(num_data, num_model, len(devices))
   return jax.make_mesh(shape, (DATA_AXIS, MODEL_AXIS),
                        axis_types=(jax.sharding.AxisType.Auto,) * 2,
-                       devices=jax.devices()[:shape[0] * shape[1]])
+                       devices=devices[:shape[0] * shape[1]])
 
 
 def param_specs(params: Any, replicated_layers: tuple[str, ...]) -> Any:

@@ -32,6 +32,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _one_of(config, 'model.lrn_alpha_convention', models.LRN_ALPHA_CONVENTIONS)
   _one_of(config, 'model.conv1_order', models.CONV1_ORDERS)
   _one_of(config, 'model.ops', models.OPS_CHOICES)
+  _one_of(config, 'compute_dtype', models.COMPUTE_DTYPES)
   if config.model.name == 'layer_net':
     try:
       convnet_layers.parse_layers(config.model.layers)

@@ -1,0 +1,372 @@
+r"""Compiles a config's train and eval steps for a TPU slice on a host that has none.
+
+  python -m alexnet_jax.compile_check --config=configs/default.py --topology=v5e:2x4 \
+      --config.mesh.data=4 --config.mesh.model=2 [--config.compute_dtype=bfloat16]
+
+The steps are the ones `train.py` runs (XLA's own ops: `model.ops=xla`), lowered from abstract
+inputs with the run's shardings and compiled by libtpu for the topology's devices, as MaxText's
+`train_compile.py` does. Per step it prints each device's memory (arguments, outputs, temporaries)
+against the chip's HBM, FLOPs and bytes accessed per device, the collectives of the compiled
+program by kind and mesh axis, and a lower bound on the step time from the chip's peak FLOP/s and
+HBM bandwidth. A config that does not fit says so in one line, and the command exits with 2.
+Needs `pip install -r requirements-tpu.txt` (libtpu); no TPU, no data.
+"""
+
+import collections
+import dataclasses
+import os
+import re
+import sys
+import time
+from typing import Any, Sequence
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+# libtpu is only a compiler here: no TPU to find, no metadata server to ask, and the CPU runs
+# everything else (set before JAX or libtpu is loaded).
+os.environ.setdefault('TPU_SKIP_MDS_QUERY', '1')
+os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+os.environ.setdefault('TPU_WORKER_HOSTNAMES', 'localhost')  # Else libtpu warns it found none.
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from alexnet_jax import errors  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'configs/NAME.py[:VARIANT].',
+                                          lock_config=True)
+_TOPOLOGY = flags.DEFINE_string('topology', 'v5e:2x2',
+                                'CHIP:SHAPE, e.g. v5e:2x2, v5e:2x4, v4:2x2x1, v5p:2x2x1, v6e:2x2.')
+_NUM_CLASSES = flags.DEFINE_integer('num_classes', 0, 'Classes of the dataset; 0: from the '
+                                    'config (synthetic, or the TFDS or image-folder metadata).')
+_MARKDOWN = flags.DEFINE_bool('markdown', False, 'Also print one table row per step.')
+_STEPS = flags.DEFINE_list('steps', ['train', 'eval'], 'Which steps to compile.')
+
+GIB = 2 ** 30
+
+
+@dataclasses.dataclass(frozen=True)
+class Chip:
+  """A TPU chip's figures, as Google's Cloud TPU documentation gives them (peak FLOP/s for
+  bfloat16 matmuls: float32 runs no faster, so the bound stays a lower bound)."""
+  name: str
+  hbm_bytes: int
+  peak_flops: float
+  hbm_bytes_per_s: float
+  source: str
+  chip_config: str  # libtpu's chip_config_name: v4 and v5p chips are one 'megacore' device.
+  topology_prefix: str  # libtpu's name of the generation.
+  accelerator_type: str  # Cloud TPU's name of a slice, {n}: its chips (v4, v5p: its cores).
+
+
+CHIPS = {
+    'v4': Chip('TPU v4', 32 * GIB, 275e12, 1200e9, 'cloud.google.com/tpu/docs/v4',
+               'megacore', 'v4', 'v4-{cores}'),
+    'v5e': Chip('TPU v5e', 16 * GIB, 197e12, 819e9, 'cloud.google.com/tpu/docs/v5e',
+                'default', 'v5e', 'v5litepod-{chips}'),
+    'v5p': Chip('TPU v5p', 95 * 10 ** 9, 459e12, 2765e9, 'cloud.google.com/tpu/docs/v5p',
+                'megacore', 'v5', 'v5p-{cores}'),
+    'v6e': Chip('TPU v6e', 32 * 10 ** 9, 918e12, 1640e9, 'cloud.google.com/tpu/docs/v6e',
+                'default', 'v6e', 'v6e-{chips}'),
+}
+COLLECTIVES = ('all-gather', 'all-reduce', 'reduce-scatter', 'all-to-all', 'collective-permute')
+
+
+class DoesNotFit(Exception):
+  """The compiled step needs more memory per device than the chip has."""
+
+
+def parse_topology(topology: str) -> tuple[Chip, tuple[int, ...]]:
+  """'v5e:2x4' -> (the v5e chip, (2, 4)); a bad string names what is allowed."""
+  chip_name, _, shape = topology.partition(':')
+  if chip_name not in CHIPS or not re.fullmatch(r'\d+(x\d+){1,2}', shape):
+    raise errors.UserInputError(f'--topology={topology!r} is not CHIP:SHAPE with CHIP one of '
+                                f'{list(CHIPS)} and SHAPE like 2x2 or 2x2x1.')
+  return CHIPS[chip_name], tuple(int(n) for n in shape.split('x'))
+
+
+def topology_devices(chip: Chip, shape: tuple[int, ...]) -> list[Any]:
+  """The devices of a TPU slice of `shape` chips, from libtpu, with no TPU attached."""
+  from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
+  if importlib_spec('libtpu') is None:
+    raise errors.UserInputError('libtpu is not installed: pip install -r requirements-tpu.txt '
+                                '(the jax[tpu] extra of the pinned jax).')
+  bounds = tuple(min(n, 2) for n in shape) + (1,) * (3 - len(shape))  # 2x2 chips per host.
+  chips = int(np.prod(shape))
+  # Else libtpu warns that it cannot tell what slice it is on.
+  os.environ.setdefault('TPU_ACCELERATOR_TYPE',
+                        chip.accelerator_type.format(chips=chips, cores=2 * chips))
+  topology = topologies.get_topology_desc(
+      platform='tpu', topology_name=f'{chip.topology_prefix}:{"x".join(map(str, shape))}',
+      chip_config_name=chip.chip_config, chips_per_host_bounds=bounds, num_slices=1)
+  return list(topology.devices)
+
+
+def importlib_spec(name: str) -> Any:
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  return importlib.util.find_spec(name)
+
+
+def replica_groups(line: str) -> list[list[int]]:
+  """The device groups of one collective in HLO text: explicit ({{0,1},{2,3}}) or iota
+  ([2,2]<=[4], [2,2]<=[2,2]T(1,0)) form; [] when it has none (all devices)."""
+  explicit = re.search(r'replica_groups=\{(\{[\d,]*\}(?:,\{[\d,]*\})*)\}', line)
+  if explicit:
+    return [[int(i) for i in g.split(',') if i] for g in re.findall(r'\{([\d,]*)\}',
+                                                                      explicit.group(1))]
+  iota = re.search(r'replica_groups=\[([\d,]+)\]<=\[([\d,]+)\](?:T\(([\d,]+)\))?', line)
+  if iota:
+    groups_shape = [int(n) for n in iota.group(1).split(',')]
+    ids = np.arange(np.prod([int(n) for n in iota.group(2).split(',')])).reshape(
+        [int(n) for n in iota.group(2).split(',')])
+    if iota.group(3):
+      ids = ids.transpose([int(n) for n in iota.group(3).split(',')])
+    return ids.reshape(groups_shape).tolist()
+  pairs = re.search(r'source_target_pairs=\{([^}]*(?:\},\{[^}]*)*)\}', line)
+  if pairs:
+    return [[int(i) for i in p.split(',')] for p in re.findall(r'\{?(\d+,\d+)\}?', pairs.group(1))]
+  return []
+
+
+def mesh_axis(groups: list[list[int]], mesh_shape: tuple[int, int]) -> str:
+  """Which mesh axis a collective's device groups span: 'data', 'model', 'data+model', or
+  'other'. Device ids count the mesh row-major (data outer, model inner)."""
+  num_data, num_model = mesh_shape
+  ids = np.arange(num_data * num_model).reshape(num_data, num_model)
+  as_sets = lambda rows: sorted(map(sorted, rows))
+  if not groups or as_sets(groups) == as_sets([ids.ravel()]):
+    return 'data+model' if num_data > 1 and num_model > 1 else ('data' if num_data > 1
+                                                                else 'model')
+  if as_sets(groups) == as_sets(ids):
+    return 'model'
+  if as_sets(groups) == as_sets(ids.T):
+    return 'data'
+  return 'other'
+
+
+_LAYER = re.compile(r'op_name="[^"]*?/(conv\d+|fc\d+|local\d+|[a-z]+\d+)/')
+
+
+def collectives(hlo_text: str, mesh_shape: tuple[int, int]) -> collections.Counter:
+  """Counter of (kind, axis, what) over the collectives of a compiled HLO module: `what` is the
+  layer (Flax module) an all-gather or reduce-scatter came from, or how many arrays an
+  all-reduce reduces."""
+  found = collections.Counter()
+  for line in hlo_text.splitlines():
+    match = re.match(r'\s*(?:ROOT )?%?\S+ = .*?\b(' + '|'.join(COLLECTIVES) + r')(-start)?\(',
+                     line)
+    if not match:
+      continue
+    kind = match.group(1)
+    if kind == 'all-reduce':  # XLA combines the gradients' reductions: say how many arrays.
+      operands = line[match.end():].split(')', 1)[0].count('%')
+      what = f'{operands} arrays' if operands > 1 else '1 array'
+    else:
+      layer = _LAYER.search(line)
+      what = layer.group(1) if layer else 'loss/update'
+    found[(kind, mesh_axis(replica_groups(line), mesh_shape), what)] += 1
+  return found
+
+
+@dataclasses.dataclass(frozen=True)
+class StepReport:
+  name: str
+  compile_seconds: float
+  argument_bytes: int
+  output_bytes: int
+  alias_bytes: int
+  temp_bytes: int
+  flops: float
+  bytes_accessed: float
+  collectives: collections.Counter
+  batch_size: int
+
+  @property
+  def total_bytes(self) -> int:
+    """What a device holds at the step's peak: its inputs, its outputs (less those written in
+    place of donated inputs) and its temporaries."""
+    return self.argument_bytes + self.output_bytes - self.alias_bytes + self.temp_bytes
+
+  def bound_seconds(self, chip: Chip) -> float:
+    return max(self.flops / chip.peak_flops, self.bytes_accessed / chip.hbm_bytes_per_s)
+
+
+def _size(num_bytes: float) -> str:
+  return f'{num_bytes / GIB:.2f} GiB' if num_bytes >= GIB / 10 else f'{num_bytes / 2**20:.1f} MiB'
+
+
+def analyse(name: str, compiled: Any, compile_seconds: float, mesh_shape: tuple[int, int],
+            batch_size: int) -> StepReport:
+  memory = compiled.memory_analysis()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return StepReport(name, compile_seconds, memory.argument_size_in_bytes,
+                    memory.output_size_in_bytes, memory.alias_size_in_bytes,
+                    memory.temp_size_in_bytes, float(cost.get('flops', 0.0)),
+                    float(cost.get('bytes accessed', 0.0)),
+                    collectives(compiled.as_text(), mesh_shape), batch_size)
+
+
+def describe(step: StepReport, chip: Chip) -> str:
+  """The lines compile_check prints for one step."""
+  bound = step.bound_seconds(chip)
+  limit = 'compute' if step.flops / chip.peak_flops >= step.bytes_accessed / chip.hbm_bytes_per_s \
+      else 'HBM bandwidth'
+  by_kind = collections.defaultdict(list)
+  for (kind, axis, layer), count in sorted(step.collectives.items()):
+    by_kind[(kind, axis)].append(f'{layer} x{count}' if count > 1 else layer)
+  lines = [f'{step.name} step (compiled in {step.compile_seconds:.1f} s), per device:',
+           f'  memory: arguments {_size(step.argument_bytes)}, outputs {_size(step.output_bytes)} '
+           f'({_size(step.alias_bytes)} of them in donated inputs), temporaries '
+           f'{_size(step.temp_bytes)}; {_size(step.total_bytes)} of '
+           f'{_size(chip.hbm_bytes)} HBM ({step.total_bytes / chip.hbm_bytes:.1%})',
+           f'  work: {step.flops / 1e9:.2f} GFLOP, {step.bytes_accessed / 1e9:.3f} GB accessed',
+           '  collectives: ' + ('; '.join(
+               f'{kind} on {axis!r} x{sum(step.collectives[(kind, axis, l)] for l in _layers(step, kind, axis))}'
+               f' ({", ".join(names)})' for (kind, axis), names in by_kind.items()) or 'none'),
+           f'  bound: step >= {bound * 1e3:.3f} ms ({limit}), <= {step.batch_size / bound:,.0f} '
+           'images/s']
+  return '\n'.join(lines)
+
+
+def _layers(step: StepReport, kind: str, axis: str) -> list[str]:
+  return [layer for (k, a, layer) in step.collectives if (k, a) == (kind, axis)]
+
+
+def markdown_row(config_name: str, topology: str, mesh_shape: tuple[int, int], dtype: str,
+                 step: StepReport, chip: Chip) -> str:
+  kinds = collections.Counter()
+  for (kind, axis, _), count in step.collectives.items():
+    kinds[f'{kind} {axis}'] += count
+  bound = step.bound_seconds(chip)
+  return (f'| {config_name} | {topology} | ({mesh_shape[0]}, {mesh_shape[1]}) | {step.batch_size} '
+          f'| {dtype} | {step.name} | {_size(step.argument_bytes)} | {_size(step.temp_bytes)} | '
+          f'{_size(step.total_bytes)} ({step.total_bytes / chip.hbm_bytes:.0%}) | '
+          f'{step.flops / 1e9:.1f} | {step.bytes_accessed / 1e9:.2f} | '
+          + ', '.join(f'{n} {k}' for k, n in sorted(kinds.items())) +
+          f' | {bound * 1e3:.2f} ms, {step.batch_size / bound:,.0f} img/s |')
+
+
+def num_classes_of(dataset_config: Any) -> int:
+  """The class count a run of this dataset config would see, without reading its images."""
+  if dataset_config.name == 'synthetic':
+    return dataset_config.synthetic_num_classes
+  if dataset_config.name == 'image_folder':
+    from alexnet_jax import paths  # pylint: disable=g-import-not-at-top
+    split = paths.Path(dataset_config.data_dir or '.') / dataset_config.train_split
+    if not split.is_dir():
+      raise errors.UserInputError(f'{split} is not an image folder: give --num_classes.')
+    return sum(1 for entry in split.iterdir() if entry.is_dir())
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return tfds.builder(dataset_config.name).info.features['label'].num_classes
+
+
+def compile_steps(config: Any, devices: Sequence[Any], num_classes: int,
+                  steps: Sequence[str] = ('train', 'eval')
+                  ) -> tuple[list[StepReport], tuple[int, int]]:
+  """`config`'s train and (or) eval steps, compiled for `devices`, and the mesh shape."""
+  from alexnet_jax import input_pipeline, models, parallel, train, validation  # pylint: disable=g-import-not-at-top
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.model.ops = 'xla'  # What an accelerator runs.
+  validation.validate_config(config)
+  try:
+    mesh = parallel.create_mesh(config.mesh.data, config.mesh.model, devices)
+  except ValueError as e:
+    raise errors.UserInputError(str(e)) from e
+  mesh_shape = (mesh.shape[parallel.DATA_AXIS], mesh.shape[parallel.MODEL_AXIS])
+  validation.validate_for_mesh(config, *mesh_shape, process_count=1)
+  image_shape = (config.dataset.crop_size, config.dataset.crop_size, 3)
+  _, abstract, specs = train.train_state_shapes(
+      config, models.create_model(config.model, num_classes), image_shape)
+  model = models.create_model(config.model, num_classes, data_axis=parallel.DATA_AXIS,
+                              model_axis=parallel.MODEL_AXIS)
+  train_fn, eval_fn = train.make_steps(config, model, mesh, specs, steps_per_epoch=1000)
+  with_sharding = lambda tree, spec_tree: jax.tree.map(
+      lambda leaf, spec: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
+                                              sharding=jax.sharding.NamedSharding(mesh, spec)),
+      tree, spec_tree)
+  batch = lambda size, is_train: {
+      key: jax.ShapeDtypeStruct(shape, dtype, sharding=jax.sharding.NamedSharding(
+          mesh, parallel.BATCH_SPEC))
+      for key, (shape, dtype) in input_pipeline.batch_shapes(config.dataset, size,
+                                                             is_train).items()}
+  state = with_sharding(abstract, specs)
+  reports = []
+  for name, fn, args, size in (('train', train_fn, (state, batch(config.batch_size, True)),
+                                config.batch_size),
+                               ('eval', eval_fn, (state.params, batch(config.eval_batch_size,
+                                                                      False)),
+                                config.eval_batch_size)):
+    if name not in steps:
+      continue
+    start = time.perf_counter()
+    try:
+      compiled = fn.lower(*args).compile()
+    except Exception as e:  # pylint: disable=broad-except
+      if 'RESOURCE_EXHAUSTED' in str(e) or 'Ran out of memory' in str(e):
+        raise DoesNotFit(f'{name} step: {_first_line_about_memory(str(e))}') from e
+      raise
+    reports.append(analyse(name, compiled, time.perf_counter() - start, mesh_shape, size))
+  return reports, mesh_shape
+
+
+def _first_line_about_memory(message: str) -> str:
+  lines = [line.strip() for line in message.splitlines() if line.strip()]
+  return next((line for line in lines if 'memory' in line.lower() or 'hbm' in line.lower()),
+              lines[0] if lines else message)
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  try:
+    sys.exit(check(_CONFIG.value, _TOPOLOGY.value, _STEPS.value, _NUM_CLASSES.value,
+                   _MARKDOWN.value))
+  except errors.UserInputError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(errors.EXIT_BAD_INPUT)
+
+
+def check(config: Any, topology: str, steps: Sequence[str] = ('train', 'eval'),
+          num_classes: int = 0, markdown: bool = False) -> int:
+  """Compiles and describes `config`'s steps for `topology`; the exit code (2: does not fit)."""
+  chip, shape = parse_topology(topology)
+  devices = topology_devices(chip, shape)
+  print(f'{topology}: {len(devices)} x {devices[0].device_kind}; {chip.name}: '
+        f'{_size(chip.hbm_bytes)} HBM, {chip.peak_flops / 1e12:.0f} TFLOP/s (bfloat16), '
+        f'{chip.hbm_bytes_per_s / 1e9:.0f} GB/s ({chip.source})')
+  unknown = set(steps) - {'train', 'eval'}
+  if unknown:
+    raise errors.UserInputError(f'--steps={",".join(steps)}: {sorted(unknown)} are not steps; '
+                                "use 'train' and/or 'eval'.")
+  num_classes = num_classes or num_classes_of(config.dataset)
+  try:
+    reports, mesh_shape = compile_steps(config, devices, num_classes, steps)
+  except DoesNotFit as e:
+    print(f'error: does not fit {topology}: {e}', file=sys.stderr)
+    return errors.EXIT_BAD_INPUT
+  print(f'{config.model.name}, {num_classes} classes, crops {config.dataset.crop_size}, mesh '
+        f'data={mesh_shape[0]} x model={mesh_shape[1]}, {config.compute_dtype}')
+  for step in reports:
+    print(describe(step, chip))
+  if markdown:
+    for step in reports:
+      print(markdown_row(config.experiment, topology, mesh_shape, config.compute_dtype,
+                         step, chip))
+  too_big = [step for step in reports if step.total_bytes > chip.hbm_bytes]
+  if too_big:
+    step = too_big[0]
+    print(f'error: does not fit {topology}: the {step.name} step needs '
+          f'{_size(step.total_bytes)} per device (arguments {_size(step.argument_bytes)}, '
+          f'temporaries {_size(step.temp_bytes)}) of the {_size(chip.hbm_bytes)} of a '
+          f'{chip.name}.', file=sys.stderr)
+    return errors.EXIT_BAD_INPUT
+  return 0
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=errors.config_flags_parser(flags.FLAGS))

@@ -1,0 +1,102 @@
+"""The ahead-of-time TPU compile check, for real: libtpu (requirements-tpu.txt) compiles the
+train step of a small two-tower AlexNet for a v5e 2x2 slice on this CPU-only machine. Each
+compile runs in a subprocess, as the command does, so that libtpu never loads into the test
+process."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+from alexnet_jax import compile_check
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec('libtpu') is None,
+                                reason='libtpu is not installed: pip install -r '
+                                'requirements-tpu.txt (CI does)')
+
+# The paper's two-tower layout with few kernels, on 67x67 crops: compiles in seconds.
+SMALL_ALEXNET = ['--config.model.conv_features=(16,32,48,48,32)',
+                 '--config.model.fc_features=(64,64)', '--config.dataset.image_size=72',
+                 '--config.dataset.crop_size=67', '--config.dataset.name=synthetic',
+                 '--config.mesh.data=2', '--config.mesh.model=2']
+
+
+def _compile(config: str, *settings: str) -> dict:
+  """The train step of configs/CONFIG.py with `settings` (Python statements on `config`),
+  compiled for v5e 2x2 in a subprocess: what compile_check measured of it."""
+  code = f'''
+import json
+from alexnet_jax import compile_check
+from configs import {config}
+config = {config}.get_config()
+config.dataset.name = 'synthetic'
+{chr(10).join(settings)}
+chip, shape = compile_check.parse_topology('v5e:2x2')
+devices = compile_check.topology_devices(chip, shape)
+(step,), mesh = compile_check.compile_steps(config, devices, 10, steps=('train',))
+print(json.dumps({{'kind': devices[0].device_kind, 'mesh': mesh, 'hbm': chip.hbm_bytes,
+                  'total': step.total_bytes, 'arguments': step.argument_bytes,
+                  'temp': step.temp_bytes, 'flops': step.flops,
+                  'collectives': [[*key, n] for key, n in step.collectives.items()]}}))
+'''
+  done = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
+                        timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_train_step_compiles_for_a_tpu_slice_with_the_designed_collectives():
+  step = _compile('default', 'config.model.conv_features = (16, 32, 48, 48, 32)',
+                  'config.model.fc_features = (64, 64)',
+                  'config.dataset.update(image_size=72, crop_size=67)',
+                  'config.mesh.update(data=2, model=2)')
+  assert step['kind'].startswith('TPU v5') and step['mesh'] == [2, 2]
+  by_kind = {}
+  for kind, axis, what, count in step['collectives']:
+    by_kind.setdefault((kind, axis), []).extend([what] * count)
+  # The layers that read both towers gather them over 'model' (Figure 2); nothing else does.
+  assert sorted(by_kind[('all-gather', 'model')]) == ['conv3', 'fc6', 'fc7', 'fc8']
+  assert not any(kind == 'all-gather' and axis != 'model' for kind, axis in by_kind)
+  # The gradients of the parameters each data replica holds are summed over 'data'.
+  assert any(what.endswith('arrays') and int(what.split()[0]) >= 10
+             for what in by_kind[('all-reduce', 'data')])
+  assert 0 < step['arguments'] < step['total'] < step['hbm'] and step['flops'] > 0
+
+
+def test_bfloat16_halves_the_activations_not_the_parameters():
+  # The CIFAR net at a batch whose float32 activations outgrow the chip's on-chip memory.
+  steps = {dtype: _compile('relu_vs_tanh', 'config.mesh.data = 4', 'config.batch_size = 2048',
+                           f'config.compute_dtype = {dtype!r}')
+           for dtype in ('float32', 'bfloat16')}
+  f32, bf16 = steps['float32'], steps['bfloat16']
+  assert bf16['arguments'] == f32['arguments']  # Parameters and velocity stay float32.
+  assert bf16['temp'] < f32['temp'] / 2
+  assert 0 < bf16['total'] < f32['total'] < f32['hbm']
+
+
+def test_a_config_that_cannot_fit_is_refused_in_one_line():
+  done = subprocess.run(
+      [sys.executable, '-m', 'alexnet_jax.compile_check', '--config=configs/default.py',
+       '--topology=v5e:2x2', '--steps=train', '--num_classes=10', *SMALL_ALEXNET,
+       '--config.batch_size=4194304'], cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 2, done.stderr[-3000:]
+  errors = [line for line in done.stderr.splitlines() if line.startswith('error:')]
+  assert len(errors) == 1 and 'does not fit v5e:2x2' in errors[0] and 'G' in errors[0]
+  assert 'Traceback' not in done.stderr
+
+
+def test_topologies_and_collective_groups_are_parsed():
+  chip, shape = compile_check.parse_topology('v5p:2x2x1')
+  assert chip.name == 'TPU v5p' and shape == (2, 2, 1)
+  with pytest.raises(compile_check.errors.UserInputError, match="'v9x:2x2' is not CHIP:SHAPE"):
+    compile_check.parse_topology('v9x:2x2')
+  line = ('%all-reduce = (f32[], f32[]) all-reduce(%a, %b), channel_id=1, '
+          'replica_groups=[2,2]<=[2,2]T(1,0), use_global_device_ids=true')
+  assert compile_check.replica_groups(line) == [[0, 2], [1, 3]]
+  assert compile_check.mesh_axis([[0, 2], [1, 3]], (2, 2)) == 'data'
+  assert compile_check.mesh_axis([[0, 1], [2, 3]], (2, 2)) == 'model'
+  assert compile_check.mesh_axis([[0, 1, 2, 3]], (2, 2)) == 'data+model'
+  assert dict(compile_check.collectives(line, (2, 2))) == {('all-reduce', 'data', '2 arrays'): 1}
