@@ -10,7 +10,6 @@ import errno
 import json
 import math
 import os
-import shutil
 from typing import Any
 
 import jax
@@ -21,6 +20,7 @@ from absl import logging
 from orbax.checkpoint import checkpoint_managers
 
 from alexnet_jax import parallel
+from alexnet_jax import paths
 from alexnet_jax.errors import DiskFullError, UserInputError
 
 BEST_METRIC = 'eval_top1_error'  # Lower is better.
@@ -30,7 +30,8 @@ HISTORY = 'history'
 KEEP_LATEST = 2
 UNREADABLE_DIR = 'unreadable_checkpoints'  # In the workdir, beside checkpoints/.
 DIGEST = 'state_digest'  # The key, in each checkpoint's metrics, of its state's digest.
-METRICS_FILE = os.path.join('metrics', 'metrics')  # Orbax's, inside each step's folder.
+CHECKPOINTS_DIR = 'checkpoints'  # WORKDIR/checkpoints/STEP/..., orbax's layout.
+METRICS_FILE = 'metrics/metrics'  # Orbax's, inside each step's folder.
 
 
 def _leaf_digest(x: jax.Array) -> jax.Array:
@@ -76,7 +77,7 @@ def create_manager(workdir: str, read_only: bool = False) -> ocp.CheckpointManag
   options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=not read_only,
                                          read_only=read_only, best_fn=_negated_best_metric,
                                          best_mode='max')
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
+  return ocp.CheckpointManager(paths.join(paths.absolute(workdir), CHECKPOINTS_DIR),
                                options=options, item_handlers=ocp.StandardCheckpointHandler())
 
 
@@ -96,7 +97,10 @@ SPACE_MARGIN_BYTES = 64 << 10
 
 def check_space(workdir: str, state: Any, latest_good: int | None) -> None:
   """Raises DiskFullError, before orbax starts writing, when the workdir's disk has less room
-  than a checkpoint of `state` needs (its bytes on this process, and the margins)."""
+  than a checkpoint of `state` needs (its bytes on this process, and the margins). An object
+  store (gs://) has no such limit to ask for."""
+  if paths.is_uri(workdir):
+    return
   nbytes = sum(shard.data.nbytes for leaf in jax.tree.leaves(state)  # Each array once.
                for shard in getattr(leaf, 'addressable_shards', ()) if shard.replica_id == 0)
   needed = int(nbytes * (1 + SPACE_MARGIN)) + SPACE_MARGIN_BYTES
@@ -128,15 +132,14 @@ def is_disk_full(error: BaseException) -> bool:
 def set_aside_unreadable_metrics(workdir: str) -> list[int]:
   """Moves checkpoints whose metrics file is not JSON (cut short, overwritten) to
   WORKDIR/unreadable_checkpoints before a manager reads them all; the steps moved."""
-  directory = os.path.join(workdir, 'checkpoints')
+  directory = paths.Path(workdir) / CHECKPOINTS_DIR
   moved = []
-  for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
-    path = os.path.join(directory, name, METRICS_FILE)
-    if not (name.isdigit() and os.path.exists(path)):
+  for name in sorted(e.name for e in directory.iterdir()) if directory.is_dir() else []:
+    path = directory / name / METRICS_FILE
+    if not (name.isdigit() and path.exists()):
       continue
     try:
-      with open(path) as f:
-        json.load(f)
+      json.loads(path.read_text())
     except (OSError, ValueError) as e:
       logging.warning('The metrics of the checkpoint at step %s cannot be read (%s): moving it '
                       'to %s.', name, str(e)[:200], UNREADABLE_DIR)
@@ -145,10 +148,10 @@ def set_aside_unreadable_metrics(workdir: str) -> list[int]:
   return moved
 
 
-def _set_aside(directory: str, step: int) -> None:
-  set_aside = os.path.join(os.path.dirname(directory), UNREADABLE_DIR)
-  os.makedirs(set_aside, exist_ok=True)
-  shutil.move(os.path.join(directory, str(step)), os.path.join(set_aside, f'step_{step}'))
+def _set_aside(directory: str | os.PathLike, step: int) -> None:
+  set_aside = paths.Path(directory).parent / UNREADABLE_DIR
+  set_aside.mkdir(parents=True, exist_ok=True)
+  paths.move(paths.Path(directory) / str(step), set_aside / f'step_{step}')
 
 
 def _shapes(tree: Any) -> list[tuple[str, tuple[int, ...]]]:

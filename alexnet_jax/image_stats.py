@@ -9,6 +9,7 @@ it that holds the mean image (float32, 0-255).
 """
 
 import dataclasses
+import io
 import json
 import os
 from typing import Iterable
@@ -16,6 +17,7 @@ from typing import Iterable
 import ml_collections
 import numpy as np
 
+from alexnet_jax import paths
 from alexnet_jax.errors import UserInputError
 
 MEANS = ('rgb', 'image')  # What preprocessing subtracts: the mean RGB or the mean image.
@@ -56,22 +58,24 @@ def mean_image_path(path: str) -> str:
 
 
 def write(stats: Stats, path: str) -> None:
-  np.save(mean_image_path(path), stats.mean_image)
-  with open(path, 'w') as f:
-    json.dump({'mean_rgb': stats.mean_rgb.tolist(),
-               'pca_eigenvalues': stats.eigenvalues.tolist(),
-               'pca_eigenvectors': stats.eigenvectors.tolist(),
-               'mean_image': os.path.basename(mean_image_path(path)),
-               'image_size': int(stats.mean_image.shape[0])}, f, indent=1)
+  """The stats as JSON at `path` and the mean image beside it (.npy); a local path or a URI."""
+  mean_image = io.BytesIO()
+  np.save(mean_image, stats.mean_image)
+  paths.write_bytes(mean_image_path(path), mean_image.getvalue())
+  paths.write_text(path, json.dumps({'mean_rgb': stats.mean_rgb.tolist(),
+                                     'pca_eigenvalues': stats.eigenvalues.tolist(),
+                                     'pca_eigenvectors': stats.eigenvectors.tolist(),
+                                     'mean_image': os.path.basename(mean_image_path(path)),
+                                     'image_size': int(stats.mean_image.shape[0])}, indent=1))
 
 
 def read(path: str, with_mean_image: bool = False) -> Stats:
   try:
-    with open(path) as f:
-      record = json.load(f)
+    record = json.loads(paths.Path(path).read_text())
     mean_image = None
     if with_mean_image:
-      mean_image = np.load(os.path.join(os.path.dirname(path), record['mean_image']))
+      mean_image = np.load(io.BytesIO(
+          (paths.Path(path).parent / record['mean_image']).read_bytes()))
     return Stats(np.asarray(record['mean_rgb']), np.asarray(record['pca_eigenvalues']),
                  np.asarray(record['pca_eigenvectors']), mean_image)
   except (OSError, ValueError, KeyError) as e:

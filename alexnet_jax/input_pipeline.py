@@ -11,7 +11,6 @@ between the processes by TFDS (`even_splits`), each reading its own files.
 import concurrent.futures
 import dataclasses
 import math
-import os
 import re
 from typing import Any, Iterator, Sequence
 
@@ -22,6 +21,7 @@ import tensorflow as tf
 from absl import logging
 
 from alexnet_jax import image_stats
+from alexnet_jax import paths
 from alexnet_jax.errors import UserInputError
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
@@ -55,31 +55,32 @@ IMAGE_SIGNATURES = (b'\xff\xd8\xff', b'\x89PNG\r\n\x1a\n', b'GIF87a', b'GIF89a',
 def is_image_file(path: str) -> bool:
   """Whether the file starts like a JPEG, PNG, GIF or BMP (cheap: reads 8 bytes)."""
   try:
-    with open(path, 'rb') as f:
+    with paths.Path(path).open('rb') as f:
       return f.read(8).startswith(IMAGE_SIGNATURES)
   except OSError:
     return False
 
 
 def _class_folders(split_dir: str) -> list[str]:
-  return sorted(d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d)))
+  return sorted(entry.name for entry in paths.Path(split_dir).iterdir() if entry.is_dir())
 
 
 def _list_images(split_dir: str, class_names: list[str],
                  bad_images: str) -> tuple[list[str], list[int]]:
   """Paths and labels of a split's images; files that are not images skipped or refused."""
-  paths, labels = [], []
+  image_paths, labels = [], []
   for label, name in enumerate(class_names):
-    class_dir = os.path.join(split_dir, name)
-    files = sorted(f for f in os.listdir(class_dir) if f.lower().endswith(IMAGE_EXTENSIONS))
+    class_dir = paths.join(split_dir, name)
+    files = sorted(entry.name for entry in paths.Path(class_dir).iterdir()
+                   if entry.name.lower().endswith(IMAGE_EXTENSIONS))
     if not files:
       raise UserInputError(f'the class folder {class_dir} has no images '
                            f'({", ".join(IMAGE_EXTENSIONS)}).')
-    paths += [os.path.join(class_dir, f) for f in files]
+    image_paths += [paths.join(class_dir, f) for f in files]
     labels += [label] * len(files)
   with concurrent.futures.ThreadPoolExecutor(32) as pool:  # I/O bound: many small reads.
-    good = list(pool.map(is_image_file, paths))
-  bad = [p for p, ok in zip(paths, good) if not ok]
+    good = list(pool.map(is_image_file, image_paths))
+  bad = [p for p, ok in zip(image_paths, good) if not ok]
   if bad and bad_images == 'fail':
     raise UserInputError(f'{bad[0]} is not an image (JPEG, PNG, GIF or BMP), nor are '
                          f'{len(bad) - 1} other files in {split_dir}; remove them or set '
@@ -91,9 +92,9 @@ def _list_images(split_dir: str, class_names: list[str],
   present = set(kept_labels)
   empty = [name for label, name in enumerate(class_names) if label not in present]
   if empty:  # Every file of the class was skipped: the class would have no example.
-    raise UserInputError(f'the class folder {os.path.join(split_dir, empty[0])} has no images: '
+    raise UserInputError(f'the class folder {paths.join(split_dir, empty[0])} has no images: '
                          'none of its files is a JPEG, PNG, GIF or BMP.')
-  return [p for p, ok in zip(paths, good) if ok], kept_labels
+  return [p for p, ok in zip(image_paths, good) if ok], kept_labels
 
 
 def _image_folder(config: ml_collections.ConfigDict, process_index: int,
@@ -102,10 +103,10 @@ def _image_folder(config: ml_collections.ConfigDict, process_index: int,
 
   Every split must have the same class folders, each with at least one image.
   """
-  split_dirs = {s: os.path.join(config.data_dir, s) for s in (config.train_split,
-                                                              config.eval_split)}
+  split_dirs = {s: paths.join(config.data_dir, s) for s in (config.train_split,
+                                                            config.eval_split)}
   for split, split_dir in split_dirs.items():
-    if not os.path.isdir(split_dir):
+    if not paths.Path(split_dir).is_dir():
       raise UserInputError(f'dataset.data_dir={config.data_dir!r} has no {split!r} split folder '
                            f'(expected {split_dir}/<class>/<image>).')
   class_names = _class_folders(split_dirs[config.train_split])
@@ -121,14 +122,14 @@ def _image_folder(config: ml_collections.ConfigDict, process_index: int,
         f'{config.eval_split!r}: {only_eval[:5]}.')
 
   def split(name, process_sharded):
-    paths, labels = _list_images(split_dirs[name], class_names, config.bad_images)
+    files, labels = _list_images(split_dirs[name], class_names, config.bad_images)
     local = slice(process_index, None, process_count) if process_sharded else slice(None)
     examples = tf.data.Dataset.from_tensor_slices(
-        {'image': paths[local], 'label': np.asarray(labels[local], np.int32)})
+        {'image': files[local], 'label': np.asarray(labels[local], np.int32)})
     examples = examples.map(lambda x: {'image': tf.io.read_file(x['image']), 'label': x['label']},
                             num_parallel_calls=tf.data.AUTOTUNE)
-    return Split(examples, len(paths[local]), len(paths), decoded=False,
-                 process_sharded=process_sharded, paths=tuple(paths[local]))
+    return Split(examples, len(files[local]), len(files), decoded=False,
+                 process_sharded=process_sharded, paths=tuple(files[local]))
 
   return Source(len(class_names), split(config.train_split, process_sharded=False),
                 split(config.eval_split, process_sharded=True))
@@ -194,7 +195,7 @@ def create_source(config: ml_collections.ConfigDict, process_index: int = 0,
                   process_count: int = 1) -> Source:
   """The dataset named by `config.name` (a `config.dataset` block)."""
   if config.name not in ('synthetic',) and config.data_dir is not None \
-      and not os.path.isdir(config.data_dir):
+      and not paths.Path(config.data_dir).is_dir():
     raise UserInputError(f'dataset.data_dir={config.data_dir!r} does not exist.')
   if config.name == 'synthetic':
     return _synthetic(config, process_index, process_count)
@@ -451,6 +452,23 @@ def rows(tree: Any, start: int, size: int) -> Any:
 def training_cache(source: Source, config: ml_collections.ConfigDict) -> tf.data.Dataset | None:
   """The decoded training set, kept in memory after its first pass, when `config.cache`."""
   return _decoded(source.train, config).cache() if config.cache else None
+
+
+def batch_shapes(config: ml_collections.ConfigDict, batch_size: int,
+                 train: bool) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+  """The (shape, dtype) of each array of a batch as the steps take it (`train_epoch`'s, without
+  POSITION, or `eval_batches`'), without reading any data: for compiling ahead of time."""
+  crop = (config.crop_size, config.crop_size, 3)
+  if train:
+    shift = crop if config.mean == 'image' else (3,)
+    return {'image': ((batch_size, *crop), np.dtype(np.uint8)),
+            'shift': ((batch_size, *shift), np.dtype(np.float32)),
+            'flip': ((batch_size,), np.dtype(bool)),
+            'label': ((batch_size,), np.dtype(np.int32))}
+  views = (10,) if config.ten_crop_eval else ()
+  return {'image': ((batch_size, *views, *crop), np.dtype(np.float32)),
+          'label': ((batch_size,), np.dtype(np.int32)),
+          'mask': ((batch_size,), np.dtype(np.float32))}
 
 
 def num_eval_batches(num_global: int, process_count: int, batch_size: int) -> int:

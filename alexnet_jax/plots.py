@@ -1,5 +1,6 @@
 """The report's PNGs: error curves per sweep (Figure 1's look) and conv1 kernels (Figure 3)."""
 
+import io
 import os
 import re
 from typing import Sequence
@@ -10,7 +11,7 @@ matplotlib.use('Agg')  # Files only, no display.
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from alexnet_jax import checkpoints, claims  # pylint: disable=g-import-not-at-top,wrong-import-position
+from alexnet_jax import checkpoints, claims, paths  # pylint: disable=g-import-not-at-top,wrong-import-position
 from alexnet_jax.run_folder import Run  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 KERNEL_SCALE = 4  # Pixels per kernel weight in the kernel grid.
@@ -18,6 +19,13 @@ KERNEL_SCALE = 4  # Pixels per kernel weight in the kernel grid.
 
 def _file_name(text: str) -> str:
   return re.sub(r'[^A-Za-z0-9_.=,-]+', '_', text).strip('_')
+
+
+def _save_figure(fig: 'matplotlib.figure.Figure', path: str) -> None:
+  """Writes a figure as PNG to a local path or a URI."""
+  image = io.BytesIO()
+  fig.savefig(image, format='png')
+  paths.write_bytes(path, image.getvalue())
 
 
 def error_curves(runs: Sequence[Run], title: str, path: str) -> None:
@@ -40,7 +48,7 @@ def error_curves(runs: Sequence[Run], title: str, path: str) -> None:
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(path)
+  _save_figure(fig, path)
   plt.close(fig)
 
 
@@ -67,7 +75,7 @@ def figure1(runs: Sequence[Run], target: float, path: str) -> None:
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(path)
+  _save_figure(fig, path)
   plt.close(fig)
 
 
@@ -102,14 +110,16 @@ def conv1_kernels(run: Run, path: str) -> bool:
     return False
   kernel = np.asarray(checkpoints.restore_on_host(manager, step)['params']['conv1']['kernel'])
   manager.close()
-  plt.imsave(path, kernel_grid(kernel, run.config['model']['num_towers']))
+  image = io.BytesIO()
+  plt.imsave(image, kernel_grid(kernel, run.config['model']['num_towers']), format='png')
+  paths.write_bytes(path, image.getvalue())
   return True
 
 
 def write_all(runs: Sequence[Run], out_dir: str, target: float = 0.25) -> list[str]:
   """Every plot of `runs` into `out_dir` (Figure 1's for the relu_vs_tanh sweep, with `target`
   training error); returns the paths written."""
-  os.makedirs(out_dir, exist_ok=True)
+  paths.Path(out_dir).mkdir(parents=True, exist_ok=True)
   written = []
   groups: dict[tuple[str, str, str], list[Run]] = {}  # One plot per sweep, dataset and net.
   for run in runs:
@@ -119,15 +129,15 @@ def write_all(runs: Sequence[Run], out_dir: str, target: float = 0.25) -> list[s
       groups.setdefault(key, []).append(run)
   for (experiment, dataset, net), group in sorted(groups.items()):
     name = f'{dataset}_{net}'
-    path = os.path.join(out_dir, _file_name(f'curves_{experiment}_{name}') + '.png')
+    path = paths.join(out_dir, _file_name(f'curves_{experiment}_{name}') + '.png')
     error_curves(group, f'{experiment} on {dataset}, {net}', path)
     written.append(path)
     if experiment == 'relu_vs_tanh':
-      path = os.path.join(out_dir, _file_name(f'figure1_{name}') + '.png')
+      path = paths.join(out_dir, _file_name(f'figure1_{name}') + '.png')
       figure1(group, target, path)
       written.append(path)
   for run in runs:
-    path = os.path.join(out_dir, _file_name(f'conv1_{os.path.basename(run.workdir)}') + '.png')
+    path = paths.join(out_dir, _file_name(f'conv1_{os.path.basename(run.workdir)}') + '.png')
     if run.latest is not None and conv1_kernels(run, path):
       written.append(path)
   return written

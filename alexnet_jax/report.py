@@ -21,6 +21,7 @@ from absl import logging as absl_logging
 from absl import flags
 
 from alexnet_jax import claims
+from alexnet_jax import paths
 from alexnet_jax import run_folder
 from alexnet_jax.run_folder import Run
 
@@ -71,9 +72,9 @@ def _epochs(value: float) -> str:
 def run_rows(runs: Sequence[Run], roots: Sequence[str], target: float) -> list[dict[str, str]]:
   rows = []
   for run in runs:
-    name = next((os.path.relpath(run.workdir, os.path.dirname(os.path.abspath(root)))
-                 for root in roots if os.path.abspath(run.workdir).startswith(
-                     os.path.abspath(root))), run.workdir)
+    name = next((os.path.relpath(run.workdir, os.path.dirname(paths.absolute(root).rstrip('/')))
+                 for root in roots if paths.absolute(run.workdir).startswith(
+                     paths.absolute(root))), run.workdir)
     latest, best = run.latest or {}, run.best or {}
     row = {
         'run': name,
@@ -138,7 +139,7 @@ def main(argv: list[str]) -> None:
   absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax narrates every checkpoint it reads.
   runs, unreadable = [], []
   for root in roots:
-    folders = run_folder.find_runs(root) if os.path.isdir(root) else []
+    folders = run_folder.find_runs(root) if paths.Path(root).is_dir() else []
     if not folders:
       print(f'{root}: no runs here (no folder with a config.json).', file=sys.stderr)
     for folder in folders:

@@ -10,7 +10,10 @@ import socket
 import subprocess
 from typing import Any, Iterator
 
+from absl import logging
+
 from alexnet_jax import checkpoints
+from alexnet_jax import paths
 from alexnet_jax.errors import UserInputError
 
 CONFIG_FILE = 'config.json'
@@ -22,6 +25,9 @@ LOCK_FILE = '.lock'  # Held by the process that owns the run folder; it names th
 RESUMABLE_KEYS = ('num_epochs', 'stop_at_train_error', 'log_every_steps',
                   'checkpoint_every_steps', 'checkpoint_every_minutes', 'eval_batch_size',
                   'dataset.data_dir', 'model.ops', 'model.cpu_micro_batch', 'mesh.', 'distributed.')
+# Keys added after runs were already written, with the value those runs ran with: a saved
+# config without one reads as having that value.
+KEYS_ADDED_LATER = {'compute_dtype': 'float32'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +74,14 @@ def commits(run: Run) -> list[str]:
 def workdir_lock(workdir: str, enabled: bool = True) -> Iterator[None]:
   """Owns `workdir` for the block: a second run on it stops with UserInputError naming the
   owner. An flock, which the system releases when its process dies, even by kill -9. Only one
-  process of a multi-process run takes it (enabled=False on the others)."""
+  process of a multi-process run takes it (enabled=False on the others). An object store
+  (gs://) has no locks: there the workdir is not guarded, and the log says so."""
   if not enabled:
+    yield
+    return
+  if paths.is_uri(workdir):
+    logging.warning('workdir %s is in an object store, where no lock can keep a second run off '
+                    'it: start one run per workdir.', workdir)
     yield
     return
   with open(os.path.join(workdir, LOCK_FILE), 'a+') as f:
@@ -105,7 +117,8 @@ def flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
 def experiment_changes(saved: dict[str, Any], config: dict[str, Any]) -> dict[str, tuple]:
   """The keys that define the experiment (all but RESUMABLE_KEYS) whose values differ between a
   run folder's saved config and `config`: {key: (saved value, new value)}."""
-  old, new = flatten(saved), flatten(json.loads(json.dumps(config)))
+  old = {**KEYS_ADDED_LATER, **flatten(saved)}
+  new = flatten(json.loads(json.dumps(config)))
   missing = '(absent)'
   return {key: (old.get(key, missing), new.get(key, missing))
           for key in sorted(set(old) | set(new))
@@ -114,20 +127,19 @@ def experiment_changes(saved: dict[str, Any], config: dict[str, Any]) -> dict[st
                       for k in RESUMABLE_KEYS)}
 
 
-def is_run_folder(path: str) -> bool:
-  return os.path.isfile(os.path.join(path, CONFIG_FILE))
+def is_run_folder(path: str | os.PathLike) -> bool:
+  return (paths.Path(path) / CONFIG_FILE).is_file()
 
 
 def read_run(workdir: str) -> Run:
   """The run in `workdir`; a folder without checkpoints gives a Run with no metrics."""
-  with open(os.path.join(workdir, CONFIG_FILE)) as f:
-    config = json.load(f)
+  config = json.loads((paths.Path(workdir) / CONFIG_FILE).read_text())
   if not (isinstance(config, dict) and isinstance(config.get('dataset'), dict)
           and isinstance(config.get('model'), dict)):
     raise ValueError(f'its {CONFIG_FILE} is not the config of a run (a JSON object with '
                      "'dataset' and 'model')")
   latest_step = latest = best = None
-  if os.path.isdir(os.path.join(workdir, 'checkpoints')):
+  if (paths.Path(workdir) / checkpoints.CHECKPOINTS_DIR).is_dir():
     manager = checkpoints.create_manager(workdir, read_only=True)
     latest_step = manager.latest_step()
     if latest_step is not None:
@@ -139,7 +151,9 @@ def read_run(workdir: str) -> Run:
 
 
 def find_runs(root: str) -> list[str]:
-  """Every run folder at or under `root`, sorted."""
+  """Every run folder at or under `root`, sorted; a run folder's own folders (its checkpoints)
+  are not searched, which keeps a walk of a bucket short."""
   if is_run_folder(root):
     return [root]
-  return sorted(dirpath for dirpath, _, _ in os.walk(root) if is_run_folder(dirpath))
+  return sorted(run for entry in paths.Path(root).iterdir() if entry.is_dir()
+                for run in find_runs(os.fspath(entry)))

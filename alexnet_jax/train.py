@@ -3,9 +3,7 @@
 import contextlib
 import dataclasses
 import functools
-import glob
 import json
-import os
 import sys
 import tempfile
 import time
@@ -21,13 +19,13 @@ import tensorflow as tf
 from absl import logging
 from jax import lax
 from jax.sharding import NamedSharding
-from tensorflow.core.framework import summary_pb2
-from tensorflow.core.util import event_pb2
 
 from alexnet_jax import checkpoints
 from alexnet_jax import input_pipeline
+from alexnet_jax import metrics_log
 from alexnet_jax import models
 from alexnet_jax import optim
+from alexnet_jax import paths
 from alexnet_jax import parallel
 from alexnet_jax import preemption
 from alexnet_jax import run_folder
@@ -76,12 +74,14 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
                          layer_weight_decay=dict(config.layer_weight_decay))
 
 
-def create_train_state(config: ml_collections.ConfigDict, model: Any, image_shape: tuple[int, ...],
-                       mesh: jax.sharding.Mesh) -> tuple[TrainState, TrainState]:
-  """A fresh state laid out on `mesh`, and its partition specs.
+def train_state_shapes(config: ml_collections.ConfigDict, model: Any,
+                       image_shape: tuple[int, ...]) -> tuple[Callable[[], TrainState],
+                                                              TrainState, TrainState]:
+  """A fresh state's initializer, its shapes and dtypes (nothing computed), and its partition
+  specs.
 
   The parameters are initialised whole (the single-device network), so that every mesh shape
-  starts from the same numbers, then placed shard by shard.
+  starts from the same numbers.
   """
   tx = create_optimizer(config)
   params_key, dropout_key = jax.random.split(jax.random.PRNGKey(config.seed))
@@ -101,7 +101,14 @@ def create_train_state(config: ml_collections.ConfigDict, model: Any, image_shap
     raise UserInputError(f'config.dataset.crop_size={image_shape[0]} is too small for '
                          f'{type(model).__name__}: its pooling leaves no pixels ({empty[0]} is '
                          'empty).')
-  specs = state_specs(abstract, model.replicated_layers(), tx)
+  return init, abstract, state_specs(abstract, model.replicated_layers(), tx)
+
+
+def create_train_state(config: ml_collections.ConfigDict, model: Any, image_shape: tuple[int, ...],
+                       mesh: jax.sharding.Mesh) -> tuple[TrainState, TrainState]:
+  """A fresh state laid out on `mesh` (computed whole, then placed shard by shard), and its
+  partition specs."""
+  init, _, specs = train_state_shapes(config, model, image_shape)
   state = jax.jit(init, out_shardings=parallel.shardings(mesh, specs))()
   return state, specs
 
@@ -111,17 +118,21 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def loss_and_grads(params: Any, batch: dict[str, jax.Array], dropout_key: jax.Array, *,
-                   model: Any) -> tuple[jax.Array, jax.Array, Any]:
+                   model: Any, compute_dtype: Any = jnp.float32
+                   ) -> tuple[jax.Array, jax.Array, Any]:
   """(mean loss over the global batch, this device's logits, gradients), inside shard_map.
 
-  The loss is averaged over 'data' (and over the identical copies on 'model') before
-  differentiation; shard_map's transpose then sums each parameter's gradient over exactly the
-  devices that used it, so no gradient is reduced by hand (that would count it twice).
+  The network runs in `compute_dtype` on a cast of the float32 parameters; logits, loss and
+  gradients are float32. The loss is averaged over 'data' (and over the identical copies on
+  'model') before differentiation; shard_map's transpose then sums each parameter's gradient
+  over exactly the devices that used it, so no gradient is reduced by hand (that would count it
+  twice).
   """
 
   def loss_fn(params):
-    logits = model.apply({'params': params}, batch['image'], train=True,
-                         rngs={'dropout': dropout_key})
+    logits = model.apply({'params': models.cast_for_compute(params, compute_dtype)},
+                         batch['image'].astype(compute_dtype), train=True,
+                         rngs={'dropout': dropout_key}).astype(jnp.float32)
     loss = lax.pmean(jnp.mean(cross_entropy(logits, batch['label'])), BOTH_AXES)
     return loss, logits
 
@@ -130,12 +141,13 @@ def loss_and_grads(params: Any, batch: dict[str, jax.Array], dropout_key: jax.Ar
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: Any, tx: Any,
-               learning_rate_fn: Callable,
-               image_scale: float = 1.0) -> tuple[TrainState, dict[str, jax.Array]]:
+               learning_rate_fn: Callable, image_scale: float = 1.0,
+               compute_dtype: Any = jnp.float32) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step on this device's share of the batch, inside shard_map."""
   dropout_key = jax.random.fold_in(state.rng, state.step)
   batch = {'image': input_pipeline.training_images(batch, image_scale), 'label': batch['label']}
-  loss, logits, grads = loss_and_grads(state.params, batch, dropout_key, model=model)
+  loss, logits, grads = loss_and_grads(state.params, batch, dropout_key, model=model,
+                                       compute_dtype=compute_dtype)
   learning_rate = learning_rate_fn(state.step, state.lr_cuts)
   updates, opt_state = tx.update(grads, state.opt_state, state.params,
                                  learning_rate=learning_rate)
@@ -159,8 +171,8 @@ def error_sums(scores: jax.Array, labels: jax.Array, mask: jax.Array) -> dict[st
           'top5_errors': jnp.sum(mask * ~jnp.any(top_k == labels[:, None], axis=-1))}
 
 
-def eval_step(params: Any, batch: dict[str, jax.Array], *,
-              model: Any) -> dict[str, jax.Array]:
+def eval_step(params: Any, batch: dict[str, jax.Array], *, model: Any,
+              compute_dtype: Any = jnp.float32) -> dict[str, jax.Array]:
   """Sums over the real (mask=1) examples of the batch: loss, top-1 and top-5 errors, count.
 
   Images [batch, 10, h, w, 3] are ten crops each (the centre crop at index 4): the errors of
@@ -168,7 +180,9 @@ def eval_step(params: Any, batch: dict[str, jax.Array], *,
   """
   images, labels, mask = batch['image'], batch['label'], batch['mask']
   ten_crop = images.ndim == 5
-  logits = model.apply({'params': params}, images.reshape(-1, *images.shape[-3:]), train=False)
+  logits = model.apply({'params': models.cast_for_compute(params, compute_dtype)},
+                       images.reshape(-1, *images.shape[-3:]).astype(compute_dtype),
+                       train=False).astype(jnp.float32)
   if ten_crop:
     logits = logits.reshape(*images.shape[:2], -1)
     ten_crop_probs = jnp.mean(jax.nn.softmax(logits), axis=1)
@@ -188,14 +202,16 @@ def make_steps(config: ml_collections.ConfigDict, model: Any, mesh: jax.sharding
       optim.num_lr_cuts(step, cuts, schedule=config.lr_schedule,
                         boundaries_epochs=config.lr_boundaries_epochs,
                         steps_per_epoch=steps_per_epoch))
+  compute_dtype = models.COMPUTE_DTYPES[config.compute_dtype]
   train = functools.partial(train_step, model=model, tx=create_optimizer(config),
                             learning_rate_fn=learning_rate_fn,
-                            image_scale=config.dataset.scale_after_lighting)
+                            image_scale=config.dataset.scale_after_lighting,
+                            compute_dtype=compute_dtype)
   batch_spec = lambda *keys: {key: parallel.BATCH_SPEC for key in keys}
   train = parallel.sharded_step(train, mesh, (specs, batch_spec('image', 'shift', 'flip', 'label')),
                                 (specs, parallel.REPLICATED), donate_argnums=(0,))
   evaluate = parallel.sharded_step(
-      functools.partial(eval_step, model=model), mesh,
+      functools.partial(eval_step, model=model, compute_dtype=compute_dtype), mesh,
       (specs.params, batch_spec('image', 'label', 'mask')), parallel.REPLICATED)
   return train, evaluate
 
@@ -224,90 +240,13 @@ def evaluate(eval_fn: Callable, params: Any, batches: Iterable[dict[str, np.ndar
   return {**metrics, 'eval_examples': int(count)}
 
 
-# What tf.summary.scalar writes, without needing the tensorboard package installed.
-_SCALAR_METADATA = summary_pb2.SummaryMetadata(
-    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name='scalars'))
-
-
-def _trim_events(path: str, last_step: int) -> None:
-  """Drops the summaries of steps after `last_step` from a TensorBoard event file, as
-  metrics.jsonl is trimmed, so that a resumed run's steps show once; a record cut short (a kill
-  while writing) ends the file."""
-  kept, dropped = [], 0
-  try:
-    for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
-      event = event_pb2.Event.FromString(record)
-      if event.HasField('summary') and event.step > last_step:
-        dropped += 1
-      else:
-        kept.append(record)
-  except tf.errors.DataLossError:
-    dropped += 1
-  if dropped:
-    with tf.io.TFRecordWriter(path + '.tmp') as writer:
-      for record in kept:
-        writer.write(record)
-    os.replace(path + '.tmp', path)
-
-
-def _metrics_record(line: str) -> dict[str, Any] | None:
-  """A metrics.jsonl line's record, or None when it is not JSON or names no integer step."""
-  try:
-    record = json.loads(line)
-  except ValueError:
-    return None
-  return record if isinstance(record, dict) and isinstance(record.get('step'), int) else None
-
-
-class MetricsWriter:
-  """metrics.jsonl and TensorBoard scalars, written by process 0 only."""
-
-  def __init__(self, workdir: str, enabled: bool, start_step: int):
-    """Continues metrics.jsonl from `start_step`: the records of later steps, left by a run
-    killed after its last checkpoint, are dropped, since the resumed run writes them again."""
-    self._enabled = enabled
-    if enabled:
-      path = os.path.join(workdir, 'metrics.jsonl')
-      if os.path.exists(path):
-        with open(path) as f:
-          lines = [line for line in f if line.strip()]
-        records = [_metrics_record(line) for line in lines]
-        unreadable = sum(r is None for r in records)
-        if unreadable:  # A line cut short (a full disk, a kill) or not a record of a step.
-          logging.warning('Dropped %d unreadable lines of %s.', unreadable, path)
-        kept = [line if line.endswith('\n') else line + '\n'
-                for line, r in zip(lines, records) if r is not None and r['step'] <= start_step]
-        with open(path + '.tmp', 'w') as f:
-          f.writelines(kept)
-        os.replace(path + '.tmp', path)  # Atomic: a kill here loses no record.
-      for events in glob.glob(os.path.join(workdir, 'events.out.tfevents.*')):
-        _trim_events(events, start_step)
-      self._jsonl = open(path, 'a')
-      self._summary = tf.summary.create_file_writer(workdir)
-
-  def write(self, step: int, metrics: dict[str, Any]) -> None:
-    if not self._enabled:
-      return
-    self._jsonl.write(json.dumps({'step': step, **metrics}) + '\n')
-    self._jsonl.flush()
-    with self._summary.as_default(step=step):
-      for key, value in metrics.items():
-        if isinstance(value, (int, float)) and key not in ('step', 'epoch'):
-          tf.summary.write(key, tf.constant(value, tf.float32), metadata=_SCALAR_METADATA)
-    self._summary.flush()
-
-  def close(self) -> None:
-    if self._enabled:
-      self._jsonl.close()
-      self._summary.close()
-
-
 def prepare_workdir(workdir: str) -> None:
   """Creates the workdir, or says in one line why it cannot be written."""
   try:
-    os.makedirs(workdir, exist_ok=True)
-    with tempfile.TemporaryFile(dir=workdir):  # Unique: processes of one run may share it.
-      pass
+    paths.Path(workdir).mkdir(parents=True, exist_ok=True)
+    if not paths.is_uri(workdir):
+      with tempfile.TemporaryFile(dir=workdir):  # Unique: processes of one run may share it.
+        pass
   except OSError as e:
     raise UserInputError(f'workdir {workdir!r} cannot be written: {e.strerror}.') from e
 
@@ -328,13 +267,11 @@ def undecodable_image_error(paths: Sequence[str], image_size: int,
 def check_same_experiment(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Refuses a workdir whose checkpoints were written under a config that differs from
   `config` in a key that defines the experiment, naming each such key and both values."""
-  path = os.path.join(workdir, run_folder.CONFIG_FILE)
-  if not (os.path.exists(path) and os.path.isdir(os.path.join(workdir, 'checkpoints'))
-          and os.listdir(os.path.join(workdir, 'checkpoints'))):
+  path = paths.Path(workdir) / run_folder.CONFIG_FILE
+  if not (path.exists() and _committed_step(workdir) is not None):
     return
   try:
-    with open(path) as f:
-      saved = json.load(f)
+    saved = json.loads(path.read_text())
   except ValueError:
     return  # Not written whole: the checkpoints' shapes are still checked on restore.
   if not isinstance(saved, dict):
@@ -396,7 +333,7 @@ class RunContext:
   train_fn: Callable
   eval_fn: Callable
   manager: checkpoints.ocp.CheckpointManager
-  writer: MetricsWriter
+  writer: metrics_log.MetricsWriter
   triggers: preemption.CheckpointTriggers
   cache: tf.data.Dataset | None  # The decoded training set in memory (dataset.cache).
   normalization: input_pipeline.Normalization
@@ -477,8 +414,8 @@ def _disk_full_in_one_line(workdir: str) -> Iterator[None]:
 
 def _committed_step(workdir: str) -> int | None:
   """The latest checkpoint written whole, whatever the one being written does."""
-  directory = os.path.join(workdir, 'checkpoints')
-  steps = os.listdir(directory) if os.path.isdir(directory) else []
+  directory = paths.Path(workdir) / checkpoints.CHECKPOINTS_DIR
+  steps = [entry.name for entry in directory.iterdir()] if directory.is_dir() else []
   return max((int(name) for name in steps if name.isdigit()), default=None)
 
 
@@ -534,8 +471,8 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str,
   manager = checkpoints.create_manager(workdir)
   progress = _restore(config, manager, state, steps_per_epoch, total_steps, process_index == 0)
   if process_index == 0:
-    with open(os.path.join(workdir, run_folder.CONFIG_FILE), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    paths.write_text(paths.join(workdir, run_folder.CONFIG_FILE),
+                     config.to_json_best_effort(indent=2, sort_keys=True))
 
   model = models.create_model(config.model, source.num_classes, data_axis=parallel.DATA_AXIS,
                               model_axis=parallel.MODEL_AXIS)
@@ -548,7 +485,7 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str,
       config=config, workdir=workdir, mesh=mesh, source=source,
       steps_per_epoch=steps_per_epoch, total_steps=total_steps, process_index=process_index,
       process_count=process_count, train_fn=train_fn, eval_fn=eval_fn, manager=manager,
-      writer=MetricsWriter(workdir, process_index == 0, start_step=progress.step),
+      writer=metrics_log.MetricsWriter(workdir, process_index == 0, start_step=progress.step),
       triggers=triggers, cache=input_pipeline.training_cache(source, config.dataset),
       normalization=normalization, eval_batches=eval_batches,
       commit=run_folder.code_version())

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 
+from alexnet_jax import paths
 from alexnet_jax import run_folder
 from launch import sweep
 
@@ -29,6 +30,16 @@ def status(workdir: str) -> str:
   return f'resumes at step {run.latest_step}' if run.latest_step is not None else 'new'
 
 
+def log_path(run: sweep.Run, log_dir: str) -> str:
+  """Where a run's output is appended (the folder created)."""
+  if not log_dir and not paths.is_uri(run.workdir):
+    os.makedirs(run.workdir, exist_ok=True)
+    return os.path.join(run.workdir, 'log.txt')
+  log_dir = log_dir or 'logs'
+  os.makedirs(log_dir, exist_ok=True)
+  return os.path.join(log_dir, f'{run.name}.txt')
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument('--parallel', type=int, default=1, help='Runs at once.')
   parser.add_argument('--gpus_per_run', type=int, default=0,
                       help='GPUs given to each run (CUDA_VISIBLE_DEVICES); 0 leaves them alone.')
+  parser.add_argument('--log_dir', default='',
+                      help="Where each run's output goes, as <run name>.txt; default: log.txt in "
+                      'its workdir, or ./logs when ROOT is a URI (a process cannot append to '
+                      'an object).')
   args = parser.parse_args(argv)
   runs = sweep.expand(args.config, args.root, args.extra_flags)
   todo = []
@@ -68,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
           first = slot * args.gpus_per_run
           env['CUDA_VISIBLE_DEVICES'] = ','.join(
               str(first + i) for i in range(args.gpus_per_run))
-        os.makedirs(run.workdir, exist_ok=True)
-        log = open(os.path.join(run.workdir, 'log.txt'), 'a')
+        log = open(log_path(run, args.log_dir), 'a')
         print(f'{run.name}: started (log in {log.name})', flush=True)
         running.append((subprocess.Popen(run.command, cwd=sweep.REPO, env=env, stdout=log,
                                          stderr=subprocess.STDOUT), run, slot))

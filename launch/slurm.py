@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 
+from alexnet_jax import paths
 from launch import local
 from launch import sweep
 
@@ -80,18 +81,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f'All {len(runs)} runs of {args.config} are finished under {args.root}.')
     return 0
   job_name = os.path.basename(args.config.split(':')[0]).removesuffix('.py')
+  # The job's script and SLURM's logs need a file system: ROOT, or ./slurm for a bucket ROOT.
+  log_dir = os.path.abspath('slurm' if paths.is_uri(args.root) else args.root)
   script = sbatch_script(todo, job_name=job_name, nodes=args.nodes,
                          gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task,
                          time_limit=args.time, partition=args.partition,
-                         log_dir=os.path.abspath(args.root))
+                         log_dir=log_dir)
   if args.dry_run:
     print(script)
     return 0
   if shutil.which('sbatch') is None:
     print('error: sbatch is not on this machine; --dry_run prints the script.', file=sys.stderr)
     return 2
-  os.makedirs(args.root, exist_ok=True)
-  path = os.path.join(args.root, f'{job_name}.sbatch')
+  os.makedirs(log_dir, exist_ok=True)
+  path = os.path.join(log_dir, f'{job_name}.sbatch')
   with open(path, 'w') as f:
     f.write(script)
   return subprocess.run(['sbatch', path], check=False).returncode

@@ -7,6 +7,8 @@ import re
 import sys
 from typing import Any
 
+from alexnet_jax import paths
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -58,7 +60,7 @@ def expand(config: str, root: str, extra_flags: list[str],
   path = config.partition(':')[0]
   for overrides in load_sweep(config):
     name = run_name(overrides)
-    workdir = os.path.join(os.path.abspath(root), name)
+    workdir = paths.join(paths.absolute(root), name)
     overrides = dict(overrides)
     variant = overrides.pop(VARIANT, None)
     run_config = f'{path}:{variant}' if variant else config

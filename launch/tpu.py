@@ -4,11 +4,15 @@ r"""Runs a config's sweep on a Cloud TPU VM slice, one run after another across 
       --tpu=my-v4-32 --zone=us-central2-b --repo_dir='~/alexnet_jax' [--dry_run] -- \
       --config.dataset.data_dir=/mnt/shared/tfds
 
+  python -m launch.tpu --config=configs/towers.py:imagenette --root=gs://my-bucket/c6 ...
+
 Each run is one `gcloud compute tpus tpu-vm ssh --worker=all` command: every worker starts
 `python -m alexnet_jax.main`, and jax.distributed finds the slice from the TPU environment. ROOT
-must be a folder every worker sees (NFS, or a bucket mounted with gcsfuse). Finished runs are
-skipped, so a slice that was preempted resumes the sweep when the command is given again.
---dry_run prints the commands.
+must be a place every worker reads and writes: a bucket (gs://BUCKET/PATH: checkpoints, config,
+metrics and TensorBoard events go there directly, no mount needed; give the workers' service
+account write access to it), or a shared folder (NFS, a gcsfuse mount). This command reads ROOT
+too, to skip finished runs, so the machine it runs on needs read access. A slice that was
+preempted resumes the sweep when the command is given again. --dry_run prints the commands.
 """
 
 import argparse

@@ -285,3 +285,4 @@ def test_any_optax_optimizers_state_shards_like_the_parameters():
   assert adam_specs.count == P()
   assert param_specs['conv2']['kernel'] == P(None, None, None, 'model')
   assert param_specs['fc8']['kernel'] == P()  # The classifier, whole on every shard.
+

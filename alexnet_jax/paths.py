@@ -1,0 +1,96 @@
+"""Where a run's files live: a local path or a URI (gs://bucket/...), one API for both.
+
+Everything the project reads or writes of a run (config.json, metrics.jsonl, TensorBoard events,
+checkpoints, stats files, reports and plots) goes through etils' `epath`, as orbax's checkpoints
+already do. epath serves gs:// through TensorFlow's GCS filesystem, or through gcsfs when
+EPATH_USE_TF=false (which honours STORAGE_EMULATOR_HOST, and is how the tests reach a GCS
+emulator). Object stores have no append and no rename of a folder: `append_text` and `move`
+say how each is done there.
+"""
+
+import os
+import shutil
+import tempfile
+
+from etils import epath
+
+Path = epath.Path
+
+
+def is_uri(path: str | os.PathLike) -> bool:
+  """gs://, s3:// and the like, as opposed to a path of this machine's file system."""
+  return '://' in os.fspath(path)
+
+
+def absolute(path: str | os.PathLike) -> str:
+  """A local path made absolute; a URI as it is."""
+  path = os.fspath(path)
+  return path if is_uri(path) else os.path.abspath(path)
+
+
+def join(*parts: str | os.PathLike) -> str:
+  return os.fspath(Path(*parts))
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+  """Replaces the file's contents whole, or not at all: locally through a temporary file and a
+  rename (a kill leaves the old file); an object store's upload is atomic by itself."""
+  path = os.fspath(path)
+  if is_uri(path):
+    Path(path).write_text(text)
+    return
+  directory = os.path.dirname(os.path.abspath(path))
+  with tempfile.NamedTemporaryFile('w', dir=directory, delete=False,
+                                   prefix=os.path.basename(path) + '.', suffix='.tmp') as f:
+    f.write(text)
+  os.replace(f.name, path)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+  """As `write_text`, for bytes."""
+  path = os.fspath(path)
+  if is_uri(path):
+    Path(path).write_bytes(data)
+    return
+  directory = os.path.dirname(os.path.abspath(path))
+  with tempfile.NamedTemporaryFile('wb', dir=directory, delete=False,
+                                   prefix=os.path.basename(path) + '.', suffix='.tmp') as f:
+    f.write(data)
+  os.replace(f.name, path)
+
+
+class AppendOnlyFile:
+  """A file written by appending: locally an append; in an object store, which cannot append,
+  the whole object rewritten from what this writer holds (its earlier contents included)."""
+
+  def __init__(self, path: str | os.PathLike):
+    self.path = os.fspath(path)
+    self._contents = Path(self.path).read_bytes() if is_uri(self.path) and \
+        Path(self.path).exists() else b''
+
+  def append(self, data: bytes) -> None:
+    if is_uri(self.path):
+      self._contents += data
+      Path(self.path).write_bytes(self._contents)
+    else:
+      with open(self.path, 'ab') as f:
+        f.write(data)
+
+
+def move(source: str | os.PathLike, destination: str | os.PathLike) -> None:
+  """Moves a file or a folder; in an object store a folder is copied object by object, then
+  removed."""
+  source, destination = os.fspath(source), os.fspath(destination)
+  if not is_uri(source):
+    shutil.move(source, destination)
+    return
+  source_path = Path(source)
+  if not source_path.is_dir():
+    source_path.rename(destination)
+    return
+  for directory, _, files in source_path.walk():
+    for name in files:
+      target = Path(destination) / Path(directory / name).relative_to(source_path)
+      target.parent.mkdir(parents=True, exist_ok=True)
+      (directory / name).copy(target)
+  source_path.rmtree()
