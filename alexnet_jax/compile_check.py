@@ -1,4 +1,4 @@
-r"""Compiles a config's train and eval steps for a TPU slice on a host that has none.
+r"""Compiles a config's train and eval steps for a TPU slice (or H100 GPUs) on a host that has none.
 
   python -m alexnet_jax.compile_check --config=configs/default.py --topology=v5e:2x4 \
       --config.mesh.data=4 --config.mesh.model=2 [--config.compute_dtype=bfloat16]
@@ -9,7 +9,9 @@ inputs with the run's shardings and compiled by libtpu for the topology's device
 against the chip's HBM, FLOPs and bytes accessed per device, the collectives of the compiled
 program by kind and mesh axis, and a lower bound on the step time from the chip's peak FLOP/s and
 HBM bandwidth. A config that does not fit says so in one line, and the command exits with 2.
-Needs `pip install -r requirements-tpu.txt` (libtpu); no TPU, no data.
+Needs `pip install -r requirements-tpu.txt` (libtpu); no TPU, no data. `--topology=h100:8`
+compiles for eight H100s of one host through JAX's CUDA plugin instead (jax-cuda12-plugin and
+jax-cuda12-pjrt of the pinned jax; no CUDA libraries, no driver), whose compiler counts no FLOPs.
 """
 
 import collections
@@ -30,6 +32,7 @@ os.environ.setdefault('TPU_SKIP_MDS_QUERY', '1')
 os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('TPU_WORKER_HOSTNAMES', 'localhost')  # Else libtpu warns it found none.
+os.environ.setdefault('CUDA_VISIBLE_DEVICES', '-1')  # A GPU here would not be the target.
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -39,7 +42,8 @@ from alexnet_jax import errors  # pylint: disable=g-import-not-at-top,wrong-impo
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'configs/NAME.py[:VARIANT].',
                                           lock_config=True)
 _TOPOLOGY = flags.DEFINE_string('topology', 'v5e:2x2',
-                                'CHIP:SHAPE, e.g. v5e:2x2, v5e:2x4, v4:2x2x1, v5p:2x2x1, v6e:2x2.')
+                                'CHIP:SHAPE, e.g. v5e:2x2, v5e:2x4, v4:2x2x1, v5p:2x2x1, v6e:2x2, '
+                                'h100:8 (GPUs of one host), h100:2x8.')
 _NUM_CLASSES = flags.DEFINE_integer('num_classes', 0, 'Classes of the dataset; 0: from the '
                                     'config (synthetic, or the TFDS or image-folder metadata).')
 _MARKDOWN = flags.DEFINE_bool('markdown', False, 'Also print one table row per step.')
@@ -57,9 +61,30 @@ class Chip:
   peak_flops: float
   hbm_bytes_per_s: float
   source: str
-  chip_config: str  # libtpu's chip_config_name: v4 and v5p chips are one 'megacore' device.
-  topology_prefix: str  # libtpu's name of the generation.
-  accelerator_type: str  # Cloud TPU's name of a slice, {n}: its chips (v4, v5p: its cores).
+  chip_config: str = ''  # libtpu's chip_config_name: v4 and v5p chips are one 'megacore' device.
+  topology_prefix: str = ''  # libtpu's name of the generation.
+  accelerator_type: str = ''  # Cloud TPU's name of a slice, {n}: its chips (v4, v5p: its cores).
+  platform: str = 'tpu'
+  target_config: str = ''  # For 'cuda': XLA's TargetConfig of the GPU (a text proto).
+
+
+# XLA's description of an H100 SXM (xla/tools/hlo_opt/gpu_specs' fields), which the GPU compiler
+# reads instead of asking a device.
+H100_TARGET_CONFIG = """
+gpu_device_info {
+  threads_per_block_limit: 1024 threads_per_warp: 32 shared_memory_per_block: 49152
+  shared_memory_per_core: 233472 threads_per_core_limit: 2048 core_count: 132
+  fpus_per_core: 128 block_dim_limit_x: 2147483647 block_dim_limit_y: 65535
+  block_dim_limit_z: 65535 memory_bandwidth: 3352320000000 l2_cache_size: 52428800
+  clock_rate_ghz: 1.98 device_memory_size: 84929347584 shared_memory_per_block_optin: 232448
+  cuda_compute_capability { major: 9 } registers_per_core_limit: 65536
+  registers_per_block_limit: 65536
+}
+platform_name: "CUDA"
+dnn_version_info { major: 9 minor: 7 }
+runtime_version { major: 12 minor: 8 }
+device_description_str: "NVIDIA H100 80GB HBM3"
+"""
 
 
 CHIPS = {
@@ -71,6 +96,11 @@ CHIPS = {
                 'megacore', 'v5', 'v5p-{cores}'),
     'v6e': Chip('TPU v6e', 32 * 10 ** 9, 918e12, 1640e9, 'cloud.google.com/tpu/docs/v6e',
                 'default', 'v6e', 'v6e-{chips}'),
+    # Dense bfloat16 Tensor Core peak (the datasheet's 1,979 counts 2:4 sparsity); the memory
+    # is the TargetConfig's.
+    'h100': Chip('NVIDIA H100 SXM', 84929347584, 989e12, 3.35e12,
+                 'NVIDIA H100 Tensor Core GPU datasheet', platform='cuda',
+                 target_config=H100_TARGET_CONFIG),
 }
 COLLECTIVES = ('all-gather', 'all-reduce', 'reduce-scatter', 'all-to-all', 'collective-permute')
 
@@ -80,17 +110,31 @@ class DoesNotFit(Exception):
 
 
 def parse_topology(topology: str) -> tuple[Chip, tuple[int, ...]]:
-  """'v5e:2x4' -> (the v5e chip, (2, 4)); a bad string names what is allowed."""
+  """'v5e:2x4' -> (the v5e chip, (2, 4)); 'h100:2x8' -> (the H100, (2 hosts, 8 GPUs each));
+  a bad string names what is allowed."""
   chip_name, _, shape = topology.partition(':')
-  if chip_name not in CHIPS or not re.fullmatch(r'\d+(x\d+){1,2}', shape):
+  pattern = r'(\d+x)?\d+' if CHIPS.get(chip_name, CHIPS['v4']).platform == 'cuda' \
+      else r'\d+(x\d+){1,2}'
+  if chip_name not in CHIPS or not re.fullmatch(pattern, shape):
     raise errors.UserInputError(f'--topology={topology!r} is not CHIP:SHAPE with CHIP one of '
-                                f'{list(CHIPS)} and SHAPE like 2x2 or 2x2x1.')
+                                f'{list(CHIPS)} and SHAPE like 2x2 or 2x2x1 (TPU), 8 or 2x8 '
+                                '(GPUs per host, or hosts x GPUs per host).')
   return CHIPS[chip_name], tuple(int(n) for n in shape.split('x'))
 
 
 def topology_devices(chip: Chip, shape: tuple[int, ...]) -> list[Any]:
-  """The devices of a TPU slice of `shape` chips, from libtpu, with no TPU attached."""
+  """The devices of a TPU slice of `shape` chips (from libtpu), or of `shape` GPUs (from JAX's
+  CUDA plugin), with no accelerator attached."""
   from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
+  if chip.platform == 'cuda':
+    if importlib_spec('jax_plugins.xla_cuda12') is None:
+      raise errors.UserInputError('the CUDA plugin of jax is not installed: pip install '
+                                  'jax-cuda12-plugin==0.10.2 jax-cuda12-pjrt==0.10.2 (no CUDA '
+                                  'libraries or driver needed).')
+    hosts, per_host = (1, *shape) if len(shape) == 1 else shape
+    return list(topologies.get_topology_desc(
+        platform='cuda', target_config=chip.target_config,
+        topology=f'1x{hosts}x{per_host}').devices)
   if importlib_spec('libtpu') is None:
     raise errors.UserInputError('libtpu is not installed: pip install -r requirements-tpu.txt '
                                 '(the jax[tpu] extra of the pinned jax).')
@@ -198,10 +242,11 @@ def _size(num_bytes: float) -> str:
   return f'{num_bytes / GIB:.2f} GiB' if num_bytes >= GIB / 10 else f'{num_bytes / 2**20:.1f} MiB'
 
 
-def analyse(name: str, compiled: Any, compile_seconds: float, mesh_shape: tuple[int, int],
-            batch_size: int) -> StepReport:
+def analyse(name: str, lowered: Any, compiled: Any, compile_seconds: float,
+            mesh_shape: tuple[int, int], batch_size: int) -> StepReport:
   memory = compiled.memory_analysis()
-  cost = compiled.cost_analysis()
+  # The compiled program's counts; the GPU compiler gives none, then the lowered program's.
+  cost = compiled.cost_analysis() or lowered.cost_analysis() or {}
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return StepReport(name, compile_seconds, memory.argument_size_in_bytes,
                     memory.output_size_in_bytes, memory.alias_size_in_bytes,
@@ -228,7 +273,7 @@ def describe(step: StepReport, chip: Chip) -> str:
                f'{kind} on {axis!r} x{sum(step.collectives[(kind, axis, l)] for l in _layers(step, kind, axis))}'
                f' ({", ".join(names)})' for (kind, axis), names in by_kind.items()) or 'none'),
            f'  bound: step >= {bound * 1e3:.3f} ms ({limit}), <= {step.batch_size / bound:,.0f} '
-           'images/s']
+           'images/s' if bound else '  bound: none (this compiler gives no FLOP or byte counts)']
   return '\n'.join(lines)
 
 
@@ -246,8 +291,9 @@ def markdown_row(config_name: str, topology: str, mesh_shape: tuple[int, int], d
           f'| {dtype} | {step.name} | {_size(step.argument_bytes)} | {_size(step.temp_bytes)} | '
           f'{_size(step.total_bytes)} ({step.total_bytes / chip.hbm_bytes:.0%}) | '
           f'{step.flops / 1e9:.1f} | {step.bytes_accessed / 1e9:.2f} | '
-          + ', '.join(f'{n} {k}' for k, n in sorted(kinds.items())) +
-          f' | {bound * 1e3:.2f} ms, {step.batch_size / bound:,.0f} img/s |')
+          + ', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))
+          + (f' | {bound * 1e3:.2f} ms, {step.batch_size / bound:,.0f} img/s |' if bound
+             else ' | n/a |'))
 
 
 def num_classes_of(dataset_config: Any) -> int:
@@ -305,12 +351,14 @@ def compile_steps(config: Any, devices: Sequence[Any], num_classes: int,
       continue
     start = time.perf_counter()
     try:
-      compiled = fn.lower(*args).compile()
+      lowered = fn.lower(*args)
+      compiled = lowered.compile()
     except Exception as e:  # pylint: disable=broad-except
       if 'RESOURCE_EXHAUSTED' in str(e) or 'Ran out of memory' in str(e):
         raise DoesNotFit(f'{name} step: {_first_line_about_memory(str(e))}') from e
       raise
-    reports.append(analyse(name, compiled, time.perf_counter() - start, mesh_shape, size))
+    reports.append(analyse(name, lowered, compiled, time.perf_counter() - start, mesh_shape,
+                           size))
   return reports, mesh_shape
 
 

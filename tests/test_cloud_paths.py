@@ -66,13 +66,30 @@ def _python(code: str, env: dict) -> subprocess.CompletedProcess:
                         env={**os.environ, **env}, timeout=120)
 
 
+# The emulator sends no generation headers; tensorstore now and then rejects its answer to a
+# checkpoint write with this. The run then stops with its earlier checkpoints intact, and the
+# same command resumes it, as after any crash.
+EMULATOR_FLAW = 'Malformed StorageGeneration'
+
+
+def _run_to_the_end(workdir: str, num_epochs: int, env: dict) -> list[str]:
+  """The stderr of each invocation of `main` until one succeeds (at most three)."""
+  outputs = []
+  for _ in range(3):
+    done = run_main(f'--workdir={workdir}', f'--config.num_epochs={num_epochs}', *SMALL_RUN,
+                    env=env)
+    outputs.append(done.stderr)
+    if done.returncode == 0:
+      return outputs
+    assert EMULATOR_FLAW in done.stderr, done.stderr[-3000:]
+  pytest.fail(f'three invocations in a row met the emulator\'s flaw: {outputs[-1][-2000:]}')
+
+
 def test_a_run_at_a_gs_uri_writes_resumes_and_is_reported(emulator):
   workdir = f'gs://{BUCKET}/sweep/run'
-  first = run_main(f'--workdir={workdir}', '--config.num_epochs=1', *SMALL_RUN, env=emulator)
-  assert first.returncode == 0, first.stderr[-3000:]
-  second = run_main(f'--workdir={workdir}', '--config.num_epochs=2', *SMALL_RUN, env=emulator)
-  assert second.returncode == 0, second.stderr[-3000:]
-  assert 'Resumed from the checkpoint at step 4 (epoch 1.00)' in second.stderr
+  _run_to_the_end(workdir, 1, emulator)
+  second = _run_to_the_end(workdir, 2, emulator)
+  assert 'Resumed from the checkpoint at step 4 (epoch 1.00)' in second[0]
 
   # What the two runs left, read back through the same layer: each step logged once, a config,
   # checkpoints, TensorBoard scalars with a step each.
@@ -97,11 +114,12 @@ print(json.dumps({{'steps': [r['step'] for r in records if 'train_loss' in r],
   assert '8' in found['checkpoints']
   assert found['events'] >= 2 + 4  # A version record per file, a train_loss per logged step.
 
-  report = subprocess.run([sys.executable, '-m', 'alexnet_jax.report', f'gs://{BUCKET}/sweep'],
-                          cwd=REPO, text=True, capture_output=True, env={**os.environ, **emulator},
-                          timeout=120)
+  report = subprocess.run([sys.executable, '-m', 'alexnet_jax.report', f'gs://{BUCKET}/sweep',
+                           f'--plot=gs://{BUCKET}/plots'], cwd=REPO, text=True,
+                          capture_output=True, env={**os.environ, **emulator}, timeout=120)
   assert report.returncode == 0, report.stderr[-3000:]
-  assert 'sweep/run' in report.stdout and '| 2 ' in report.stdout.replace('|2 ', '| 2 ')
+  assert 'sweep/run' in report.stdout
+  assert f'wrote gs://{BUCKET}/plots/curves_' in report.stderr
 
 
 def test_local_paths_through_the_same_layer(tmp_path):
