@@ -10,7 +10,6 @@ say how each is done there.
 
 import os
 import shutil
-import tempfile
 
 from etils import epath
 
@@ -33,30 +32,21 @@ def join(*parts: str | os.PathLike) -> str:
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
+  """As `write_bytes`, for text (UTF-8)."""
+  write_bytes(path, text.encode())
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
   """Replaces the file's contents whole, or not at all: locally through a temporary file and a
   rename (a kill leaves the old file); an object store's upload is atomic by itself."""
   path = os.fspath(path)
   if is_uri(path):
-    Path(path).write_text(text)
-    return
-  directory = os.path.dirname(os.path.abspath(path))
-  with tempfile.NamedTemporaryFile('w', dir=directory, delete=False,
-                                   prefix=os.path.basename(path) + '.', suffix='.tmp') as f:
-    f.write(text)
-  os.replace(f.name, path)
-
-
-def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-  """As `write_text`, for bytes."""
-  path = os.fspath(path)
-  if is_uri(path):
     Path(path).write_bytes(data)
     return
-  directory = os.path.dirname(os.path.abspath(path))
-  with tempfile.NamedTemporaryFile('wb', dir=directory, delete=False,
-                                   prefix=os.path.basename(path) + '.', suffix='.tmp') as f:
+  temporary = f'{path}.{os.getpid()}.tmp'  # Beside it (same file system), with the usual mode.
+  with open(temporary, 'wb') as f:
     f.write(data)
-  os.replace(f.name, path)
+  os.replace(temporary, path)
 
 
 class AppendOnlyFile:
