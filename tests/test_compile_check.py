@@ -24,35 +24,49 @@ SMALL_ALEXNET = ['--config.model.conv_features=(16,32,48,48,32)',
                  '--config.mesh.data=2', '--config.mesh.model=2']
 
 
-def _compile(config: str, *settings: str) -> dict:
-  """The train step of configs/CONFIG.py with `settings` (Python statements on `config`),
-  compiled for v5e 2x2 in a subprocess: what compile_check measured of it."""
+def _compile(*configs: tuple[str, ...]) -> list[dict]:
+  """The train step of each (CONFIG, statement on `config`, ...), configs/CONFIG.py changed by
+  those statements, compiled for v5e 2x2 in one subprocess: what compile_check measured."""
+  builds = '\n'.join(
+      f'config = {name}.get_config()\nconfig.dataset.name = "synthetic"\n'
+      + '\n'.join(settings) + '\nconfigs.append(config)' for name, *settings in configs)
   code = f'''
 import json
 from alexnet_jax import compile_check
-from configs import {config}
-config = {config}.get_config()
-config.dataset.name = 'synthetic'
-{chr(10).join(settings)}
+from configs import default, relu_vs_tanh
+configs = []
+{builds}
 chip, shape = compile_check.parse_topology('v5e:2x2')
 devices = compile_check.topology_devices(chip, shape)
-(step,), mesh = compile_check.compile_steps(config, devices, 10, steps=('train',))
-print(json.dumps({{'kind': devices[0].device_kind, 'mesh': mesh, 'hbm': chip.hbm_bytes,
-                  'total': step.total_bytes, 'arguments': step.argument_bytes,
-                  'temp': step.temp_bytes, 'flops': step.flops,
-                  'collectives': [[*key, n] for key, n in step.collectives.items()]}}))
+for config in configs:
+  (step,), mesh = compile_check.compile_steps(config, devices, 10, steps=('train',))
+  print(json.dumps({{'kind': devices[0].device_kind, 'mesh': mesh, 'hbm': chip.hbm_bytes,
+                    'total': step.total_bytes, 'arguments': step.argument_bytes,
+                    'temp': step.temp_bytes, 'flops': step.flops,
+                    'collectives': [[*key, n] for key, n in step.collectives.items()]}}))
 '''
   done = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
-                        timeout=600)
+                        timeout=900)
   assert done.returncode == 0, done.stderr[-3000:]
-  return json.loads(done.stdout.strip().splitlines()[-1])
+  return [json.loads(line) for line in done.stdout.strip().splitlines()[-len(configs):]]
 
 
-def test_the_train_step_compiles_for_a_tpu_slice_with_the_designed_collectives():
-  step = _compile('default', 'config.model.conv_features = (16, 32, 48, 48, 32)',
-                  'config.model.fc_features = (64, 64)',
-                  'config.dataset.update(image_size=72, crop_size=67)',
-                  'config.mesh.update(data=2, model=2)')
+@pytest.fixture(scope='module')
+def compiled():
+  """A small two-tower net on a (2, 2) mesh, and the Figure-1 net on one chip at a batch whose
+  float32 activations outgrow the chip's on-chip memory, in float32 and bfloat16."""
+  small_alexnet = ('default', 'config.model.conv_features = (16, 32, 48, 48, 32)',
+                   'config.model.fc_features = (64, 64)',
+                   'config.dataset.update(image_size=72, crop_size=67)',
+                   'config.mesh.update(data=2, model=2)')
+  cifar = ('relu_vs_tanh', 'config.mesh.data = 1', 'config.batch_size = 512')
+  towers, f32, bf16 = _compile(small_alexnet, (*cifar, 'config.compute_dtype = "float32"'),
+                               (*cifar, 'config.compute_dtype = "bfloat16"'))
+  return {'towers': towers, 'float32': f32, 'bfloat16': bf16}
+
+
+def test_the_train_step_compiles_for_a_tpu_slice_with_the_designed_collectives(compiled):
+  step = compiled['towers']
   assert step['kind'].startswith('TPU v5') and step['mesh'] == [2, 2]
   by_kind = {}
   for kind, axis, what, count in step['collectives']:
@@ -66,12 +80,8 @@ def test_the_train_step_compiles_for_a_tpu_slice_with_the_designed_collectives()
   assert 0 < step['arguments'] < step['total'] < step['hbm'] and step['flops'] > 0
 
 
-def test_bfloat16_halves_the_activations_not_the_parameters():
-  # The CIFAR net at a batch whose float32 activations outgrow the chip's on-chip memory.
-  steps = {dtype: _compile('relu_vs_tanh', 'config.mesh.data = 4', 'config.batch_size = 2048',
-                           f'config.compute_dtype = {dtype!r}')
-           for dtype in ('float32', 'bfloat16')}
-  f32, bf16 = steps['float32'], steps['bfloat16']
+def test_bfloat16_halves_the_activations_not_the_parameters(compiled):
+  f32, bf16 = compiled['float32'], compiled['bfloat16']
   assert bf16['arguments'] == f32['arguments']  # Parameters and velocity stay float32.
   assert bf16['temp'] < f32['temp'] / 2
   assert 0 < bf16['total'] < f32['total'] < f32['hbm']

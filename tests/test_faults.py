@@ -73,15 +73,12 @@ def test_resuming_another_experiment_is_refused_before_anything_is_written(tmp_p
   assert {p: os.path.getmtime(p) for p in glob.glob(str(workdir / '*'))} == before
   with open(workdir / 'config.json') as f:
     assert json.load(f)['model']['activation'] == 'relu'
-  # More epochs, other logging and checkpoint cadence: the same experiment, resumed.
-  more = run_main(f'--workdir={workdir}', *SYNTHETIC, '--config.num_epochs=3',
-                  '--config.log_every_steps=2', '--config.checkpoint_every_steps=3')
-  assert more.returncode == 0, more.stderr[-2000:]
-  assert latest_params(str(workdir))[0] == 3 * 256 // 32
   # Deliberately: the flag resumes the ReLU weights as a tanh net and says so in config.json.
-  allowed = run_main(f'--workdir={workdir}', *SYNTHETIC, '--config.num_epochs=4',
+  # (Keys a resume may change, such as num_epochs, are test_a_run_config_is_compared_on_...)
+  allowed = run_main(f'--workdir={workdir}', *SYNTHETIC, '--config.num_epochs=3',
                      '--config.model.activation=tanh', '--allow_changed_config')
   assert allowed.returncode == 0, allowed.stderr[-2000:]
+  assert latest_params(str(workdir))[0] == 3 * 256 // 32
   with open(workdir / 'config.json') as f:
     assert json.load(f)['model']['activation'] == 'tanh'
 
