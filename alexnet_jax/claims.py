@@ -262,6 +262,22 @@ def judge_imagenet(runs: Sequence[Run]) -> Verdict:
   return Verdict(ours, REPRODUCED if abs(100 * mean1 - 40.7) <= 2 else NOT_REPRODUCED)
 
 
+# The grey direction of RGB: a kernel whose three colour weights are equal at every pixel sees
+# only brightness (the inputs are mean-subtracted RGB, so equal weights add the three channels).
+GREY = np.ones(3) / np.sqrt(3.0)
+
+
+def colour_specificity(kernel: np.ndarray) -> np.ndarray:
+  """For conv1 kernels (k, k, 3, C): each kernel's share of its energy (sum of squared weights)
+  outside the grey direction of its RGB weights, in [0, 1]: 0 for a kernel that weighs R, G and
+  B alike at every pixel (colour-agnostic), 1 for one whose colour weights sum to zero at every
+  pixel (e.g. red minus green: colour-specific). For claim C8 (Figure 3's two towers)."""
+  kernel = np.asarray(kernel, np.float64)
+  grey = np.tensordot(kernel, GREY, axes=([2], [0]))  # (k, k, C): the grey component's length.
+  total = np.sum(np.square(kernel), axis=(0, 1, 2))
+  return 1.0 - np.sum(np.square(grey), axis=(0, 1)) / np.maximum(total, 1e-30)
+
+
 def judge_by_eye(runs: Sequence[Run]) -> Verdict:
   return Verdict('see the conv1 kernel plots (--plot)', 'judged by eye') if runs else \
       Verdict('', NOT_RUN)

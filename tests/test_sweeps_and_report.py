@@ -9,6 +9,7 @@ import sys
 import time
 
 import matplotlib.image
+import numpy as np
 import pytest
 
 from alexnet_jax import checkpoints, claims, plots, run_folder, validation
@@ -256,3 +257,20 @@ def test_c2_on_cifar10_compares_the_13pct_and_11pct_layer_nets():
                           '(layers-conv-local-11pct.cfg) vs layer_net '
                           '(layers-conv-local-13pct.cfg))')
   assert judge([net('13pct', 0.20), net('11pct', 0.18)]).verdict == 'reproduced'
+
+
+def test_colour_specificity_of_hand_made_kernels():
+  rng = np.random.default_rng(0)
+  pattern = rng.normal(size=(11, 11))
+  grey = np.stack([pattern] * 3, axis=-1)  # The same weights in R, G and B.
+  red_minus_green = np.stack([pattern, -pattern, np.zeros_like(pattern)], axis=-1)
+  red_only = np.stack([pattern, np.zeros_like(pattern), np.zeros_like(pattern)], axis=-1)
+  kernels = np.stack([grey, red_minus_green, red_only, 0.9 * grey + 0.1 * red_minus_green],
+                     axis=-1)
+  score = claims.colour_specificity(kernels)
+  assert score.shape == (4,)
+  assert score[0] == pytest.approx(0.0, abs=1e-12)
+  assert score[1] == pytest.approx(1.0)
+  assert score[2] == pytest.approx(2 / 3)  # One channel: a third of its energy is grey.
+  # Orthogonal parts add their energies: 0.01 * 2 / (0.81 * 3 + 0.01 * 2).
+  assert score[3] == pytest.approx(0.02 / 2.45)
