@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import REPO
+from tests.helpers import REPO, slow
 
 BENCHMARKS = os.path.join(REPO, 'benchmarks')
 
@@ -31,6 +31,7 @@ def _rows(table):
           for row in rows[1:]]
 
 
+@slow  # The same step as tests/test_parallel.py's, on the meshes the README times.
 def test_mesh_step_time_runs_the_real_step_on_each_mesh():
   out = _run('mesh_step_time.py', '--meshes=1x2,2x1', '--steps=1', '--batch_size=2',
              '--crop_size=67')

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from alexnet_jax import compile_check
-from tests.helpers import REPO
+from tests.helpers import REPO, slow
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec('libtpu') is None,
                                 reason='libtpu is not installed: pip install -r '
@@ -51,22 +51,12 @@ for config in configs:
   return [json.loads(line) for line in done.stdout.strip().splitlines()[-len(configs):]]
 
 
-@pytest.fixture(scope='module')
-def compiled():
-  """A small two-tower net on a (2, 2) mesh, and the Figure-1 net on one chip at a batch whose
-  float32 activations outgrow the chip's on-chip memory, in float32 and bfloat16."""
-  small_alexnet = ('default', 'config.model.conv_features = (16, 32, 48, 48, 32)',
-                   'config.model.fc_features = (64, 64)',
-                   'config.dataset.update(image_size=72, crop_size=67)',
-                   'config.mesh.update(data=2, model=2)')
-  cifar = ('relu_vs_tanh', 'config.mesh.data = 1', 'config.batch_size = 512')
-  towers, f32, bf16 = _compile(small_alexnet, (*cifar, 'config.compute_dtype = "float32"'),
-                               (*cifar, 'config.compute_dtype = "bfloat16"'))
-  return {'towers': towers, 'float32': f32, 'bfloat16': bf16}
-
-
-def test_the_train_step_compiles_for_a_tpu_slice_with_the_designed_collectives(compiled):
-  step = compiled['towers']
+def test_the_train_step_compiles_for_a_tpu_slice_with_the_designed_collectives():
+  """A small two-tower net on a (2, 2) mesh."""
+  (step,) = _compile(('default', 'config.model.conv_features = (16, 32, 48, 48, 32)',
+                      'config.model.fc_features = (64, 64)',
+                      'config.dataset.update(image_size=72, crop_size=67)',
+                      'config.mesh.update(data=2, model=2)'))
   assert step['kind'].startswith('TPU v5') and step['mesh'] == [2, 2]
   by_kind = {}
   for kind, axis, what, count in step['collectives']:
@@ -80,8 +70,13 @@ def test_the_train_step_compiles_for_a_tpu_slice_with_the_designed_collectives(c
   assert 0 < step['arguments'] < step['total'] < step['hbm'] and step['flops'] > 0
 
 
-def test_bfloat16_halves_the_activations_not_the_parameters(compiled):
-  f32, bf16 = compiled['float32'], compiled['bfloat16']
+@slow  # 40 s of TPU compiles; the README's table shows the same on the paper's net.
+def test_bfloat16_halves_the_activations_not_the_parameters():
+  """The Figure-1 net on one chip at a batch whose float32 activations outgrow the chip's
+  on-chip memory (measured: 65.9 MiB of HBM temporaries in float32, 2.0 in bfloat16)."""
+  cifar = ('relu_vs_tanh', 'config.mesh.data = 1', 'config.batch_size = 512')
+  f32, bf16 = _compile((*cifar, 'config.compute_dtype = "float32"'),
+                       (*cifar, 'config.compute_dtype = "bfloat16"'))
   assert bf16['arguments'] == f32['arguments']  # Parameters and velocity stay float32.
   assert bf16['temp'] < f32['temp'] / 2
   assert 0 < bf16['total'] < f32['total'] < f32['hbm']
