@@ -65,6 +65,14 @@ def num_lr_cuts(step: jax.Array, plateau_cuts: jax.Array, *, schedule: str,
   return jnp.sum(step >= boundaries).astype(jnp.int32)
 
 
+def warmup_factor(step: jax.Array, warmup_steps: float) -> jax.Array:
+  """The learning rate's share at `step` under a linear warm-up over `warmup_steps` steps: step
+  s (from 0) trains at (s + 1) / warmup_steps of the rate, 1 from then on (0 steps: always 1)."""
+  if warmup_steps <= 0:
+    return jnp.float32(1.0)
+  return jnp.minimum(1.0, (step + 1) / jnp.float32(warmup_steps))
+
+
 def plateau_update(error: float, best_error: float, evals_without_improvement: int,
                    cuts: int, *, patience: int, min_delta: float,
                    max_cuts: int) -> tuple[float, int, int]:

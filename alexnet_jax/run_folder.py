@@ -11,6 +11,7 @@ import subprocess
 from typing import Any, Iterator
 
 from absl import logging
+import numpy as np
 
 from alexnet_jax import checkpoints
 from alexnet_jax import paths
@@ -27,7 +28,7 @@ RESUMABLE_KEYS = ('num_epochs', 'stop_at_train_error', 'log_every_steps',
                   'dataset.data_dir', 'model.ops', 'model.cpu_micro_batch', 'mesh.', 'distributed.')
 # Keys added after runs were already written, with the value those runs ran with: a saved
 # config without one reads as having that value.
-KEYS_ADDED_LATER = {'compute_dtype': 'float32'}
+KEYS_ADDED_LATER = {'compute_dtype': 'float32', 'lr_warmup_epochs': 0.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +149,18 @@ def read_run(workdir: str) -> Run:
       best = manager.metrics(best_step) if best_step is not None else None
     manager.close()
   return Run(workdir, config, latest_step, latest, best)
+
+
+def conv1_kernel(run: Run) -> Any:
+  """conv1's kernel (k, k, 3, C) from the run's best checkpoint (else its latest), as NumPy; None
+  before its first checkpoint. What Figure 3 draws and claim C8 measures."""
+  if run.latest_step is None:
+    return None
+  manager = checkpoints.create_manager(run.workdir, read_only=True)
+  step = manager.best_step() or manager.latest_step()
+  kernel = checkpoints.restore_on_host(manager, step)['params']['conv1']['kernel']
+  manager.close()
+  return np.asarray(kernel)
 
 
 def find_runs(root: str) -> list[str]:

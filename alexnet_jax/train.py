@@ -201,7 +201,8 @@ def make_steps(config: ml_collections.ConfigDict, model: Any, mesh: jax.sharding
   learning_rate_fn = lambda step, cuts: config.learning_rate * config.lr_decay_factor ** (
       optim.num_lr_cuts(step, cuts, schedule=config.lr_schedule,
                         boundaries_epochs=config.lr_boundaries_epochs,
-                        steps_per_epoch=steps_per_epoch))
+                        steps_per_epoch=steps_per_epoch)) * optim.warmup_factor(
+                            step, config.lr_warmup_epochs * steps_per_epoch)
   compute_dtype = models.COMPUTE_DTYPES[config.compute_dtype]
   train = functools.partial(train_step, model=model, tx=create_optimizer(config),
                             learning_rate_fn=learning_rate_fn,

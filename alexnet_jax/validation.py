@@ -72,6 +72,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
          'positive.')
   _check(config.learning_rate > 0,
          f'config.learning_rate={config.learning_rate!r} must be positive.')
+  _check(config.lr_warmup_epochs >= 0,
+         f'config.lr_warmup_epochs={config.lr_warmup_epochs!r} must be 0 (no warm-up) or more.')
   _check(config.dataset.crop_size <= config.dataset.image_size,
          f'config.dataset.crop_size={config.dataset.crop_size} is larger than '
          f'config.dataset.image_size={config.dataset.image_size}.')

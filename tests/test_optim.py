@@ -48,6 +48,12 @@ def test_piecewise_cuts_at_epoch_boundaries():
                                boundaries_epochs=(), steps_per_epoch=10)) == 2
 
 
+def test_linear_warmup_reaches_the_full_rate_at_its_last_step():
+  factors = [float(optim.warmup_factor(jnp.int32(s), 4.0)) for s in (0, 1, 3, 4, 100)]
+  assert factors == [0.25, 0.5, 1.0, 1.0, 1.0]
+  assert float(optim.warmup_factor(jnp.int32(0), 0.0)) == 1.0  # The paper: no warm-up.
+
+
 def test_plateau_cuts_after_patience_at_most_max_cuts():
   state = (np.inf, 0, 0)
   kwargs = dict(patience=2, min_delta=0.01, max_cuts=1)
