@@ -11,7 +11,7 @@ matplotlib.use('Agg')  # Files only, no display.
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from alexnet_jax import checkpoints, claims, paths  # pylint: disable=g-import-not-at-top,wrong-import-position
+from alexnet_jax import claims, paths, run_folder  # pylint: disable=g-import-not-at-top,wrong-import-position
 from alexnet_jax.run_folder import Run  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 KERNEL_SCALE = 4  # Pixels per kernel weight in the kernel grid.
@@ -102,18 +102,30 @@ def kernel_grid(kernel: np.ndarray, num_towers: int, columns: int = 8) -> np.nda
   return np.repeat(np.repeat(grid, KERNEL_SCALE, axis=0), KERNEL_SCALE, axis=1)
 
 
-def conv1_kernels(run: Run, path: str) -> bool:
-  """Writes the conv1 kernels of the run's best (else latest) checkpoint; False if it has none."""
-  manager = checkpoints.create_manager(run.workdir, read_only=True)
-  step = manager.best_step() or manager.latest_step()
-  if step is None:
-    return False
-  kernel = np.asarray(checkpoints.restore_on_host(manager, step)['params']['conv1']['kernel'])
-  manager.close()
+def conv1_kernels(kernel: np.ndarray, num_towers: int, path: str) -> None:
+  """Writes conv1's kernels (k, k, 3, C) as Figure 3 draws them: a block per tower."""
   image = io.BytesIO()
-  plt.imsave(image, kernel_grid(kernel, run.config['model']['num_towers']), format='png')
+  plt.imsave(image, kernel_grid(kernel, num_towers), format='png')
   paths.write_bytes(path, image.getvalue())
-  return True
+
+
+def colour_specificity(kernel: np.ndarray, title: str, path: str) -> None:
+  """Claim C8's measure (claims.colour_specificity) of each conv1 kernel, one histogram per
+  tower, with the bar between colour-agnostic and colour-specific."""
+  towers = np.split(claims.colour_specificity(kernel), 2)
+  fig, ax = plt.subplots(figsize=(6, 3.5), dpi=80)
+  bins = np.linspace(0, 1, 21)
+  for i, scores in enumerate(towers):
+    ax.hist(scores, bins=bins, alpha=0.6, color=f'C{i}',
+            label=f'tower {i + 1} (kernels {i * scores.size}-{(i + 1) * scores.size - 1})')
+  ax.axvline(claims.COLOUR_SPECIFIC, color='k', linestyle=':', linewidth=1)
+  ax.set_xlabel("colour specificity (share of a kernel's energy outside grey)")
+  ax.set_ylabel('kernels')
+  ax.set_title(title, fontsize=9)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  _save_figure(fig, path)
+  plt.close(fig)
 
 
 def write_all(runs: Sequence[Run], out_dir: str, target: float = 0.25) -> list[str]:
@@ -136,8 +148,17 @@ def write_all(runs: Sequence[Run], out_dir: str, target: float = 0.25) -> list[s
       path = paths.join(out_dir, _file_name(f'figure1_{name}') + '.png')
       figure1(group, target, path)
       written.append(path)
-  for run in runs:
-    path = paths.join(out_dir, _file_name(f'conv1_{os.path.basename(run.workdir)}') + '.png')
-    if run.latest is not None and conv1_kernels(run, path):
+  for run in runs:  # Figure 3 and C8 from each run's best (else latest) checkpoint.
+    kernel = run_folder.conv1_kernel(run)
+    if kernel is None:
+      continue
+    name = os.path.basename(run.workdir)
+    num_towers = run.config['model']['num_towers']
+    path = paths.join(out_dir, _file_name(f'conv1_{name}') + '.png')
+    conv1_kernels(kernel, num_towers, path)
+    written.append(path)
+    if num_towers == 2:
+      path = paths.join(out_dir, _file_name(f'colour_specificity_{name}') + '.png')
+      colour_specificity(kernel, f'conv1 colour specificity per tower: {name}', path)
       written.append(path)
   return written

@@ -97,7 +97,7 @@ def run_rows(runs: Sequence[Run], roots: Sequence[str], target: float) -> list[d
 def claim_rows(runs: Sequence[Run]) -> list[dict[str, str]]:
   rows = []
   for claim in claims.CLAIMS:
-    mine = [r for r in runs if r.config.get('experiment') == claim.experiment]
+    mine = [r for r in runs if claim.takes(r)]
     labels = sorted({claim.row(r) for r in mine}) or [None]
     for label in labels:
       group = [r for r in mine if claim.row(r) == label]
