@@ -19,7 +19,7 @@ from launch import local, slurm, sweep
 from tests.helpers import REPO, read_metrics
 
 CONFIGS = {  # config: (variants, runs in its sweep: one number for all, or one per variant)
-    'default': (('imagenet', 'imagenette'), 1),
+    'default': (('imagenet', 'imagenette', 'imagenette_131'), 1),
     'relu_vs_tanh': ((None,), 2),
     'lrn': (('imagenet', 'imagenette', 'cifar10'), 4),
     'overlapping_pooling': (('imagenet', 'imagenette'), 4),
@@ -27,6 +27,7 @@ CONFIGS = {  # config: (variants, runs in its sweep: one number for all, or one 
     'dropout': (('imagenet', 'cifar10'), (4, 2)),
     'towers': (('imagenet', 'imagenette'), 4),
     'cuda_convnet': (('imagenet', 'imagenette'), 1),
+    'ablations': (('imagenette_131',), 5),
 }
 
 
@@ -274,3 +275,54 @@ def test_colour_specificity_of_hand_made_kernels():
   assert score[2] == pytest.approx(2 / 3)  # One channel: a third of its energy is grey.
   # Orthogonal parts add their energies: 0.01 * 2 / (0.81 * 3 + 0.01 * 2).
   assert score[3] == pytest.approx(0.02 / 2.45)
+
+
+def test_c8_splits_the_towers_by_their_share_of_colour_specific_kernels(tmp_path):
+  rng = np.random.default_rng(0)
+  pattern = rng.normal(size=(11, 11, 1, 1))
+  grey = np.concatenate([pattern] * 3, axis=2)  # Score 0.
+  red_minus_green = np.concatenate([pattern, -pattern, 0 * pattern], axis=2)  # Score 1.
+
+  def kernels(specific_in_tower1, specific_in_tower2, per_tower=4):
+    towers = [[red_minus_green] * n + [grey] * (per_tower - n)
+              for n in (specific_in_tower1, specific_in_tower2)]
+    return np.concatenate(towers[0] + towers[1], axis=3)
+
+  runs = [fake_run(seed=s, model={'num_towers': 2}) for s in (0, 1)]
+  one_tower = fake_run(seed=2, model={'num_towers': 1})  # Not judged: it has no towers.
+  # Seed 1's colour-specific tower is the first: the colour-agnostic tower is listed first.
+  layout = {0: kernels(1, 3), 1: kernels(4, 0), 2: kernels(0, 0)}
+  kernel_of = lambda run: layout[run.config['seed']]
+  verdict = claims.judge_colour_towers(runs + [one_tower], kernel_of)
+  assert verdict.verdict == claims.REPRODUCED
+  assert verdict.ours == (
+      'kernels with colour specificity > 0.5: tower 1 1/4 colour-specific (median 0.00, '
+      'quartiles 0.00-0.25); tower 2 3/4 colour-specific (median 1.00, quartiles 0.75-1.00) | '
+      'tower 2 0/4 colour-specific (median 0.00, quartiles 0.00-0.00); tower 1 4/4 '
+      'colour-specific (median 1.00, quartiles 1.00-1.00) (2 runs)')
+  layout[1] = kernels(2, 3)  # Shares 2/4 and 3/4: apart by a quarter, but no majority split.
+  assert claims.judge_colour_towers(runs, kernel_of).verdict == claims.NO_MAJORITY_SPLIT
+  layout[1] = kernels(2, 2)
+  assert claims.judge_colour_towers(runs, kernel_of).verdict == claims.NOT_REPRODUCED
+  assert claims.judge_colour_towers([one_tower], kernel_of).verdict == claims.NOT_RUN
+  plots.colour_specificity(kernels(1, 3), 'seed 0', str(tmp_path / 'c8.png'))
+  assert matplotlib.image.imread(str(tmp_path / 'c8.png')).shape[:2] == (280, 480)
+
+
+def test_the_ablations_sweep_shares_its_baseline_among_the_claims():
+  from configs import ablations  # pylint: disable=import-outside-toplevel
+  base = run_folder.flatten(ablations.get_config().to_dict())
+  runs = {}
+  for name, overrides in ablations.ABLATIONS:
+    config = ablations.get_config()
+    config.update_from_flattened_dict({**overrides, 'dataset.data_dir': '/data/imagenette'})
+    flat = run_folder.flatten(config.to_dict())
+    changed = {k for k in flat if flat[k] != base[k]} - {'dataset.data_dir'}
+    assert changed == set(overrides)  # Its own switch and nothing else.
+    runs[name] = Run('/r', config.to_dict(), 1, None, None)
+  by_claim = {c.id: sorted(n for n, r in runs.items() if c.takes(r)) for c in claims.CLAIMS}
+  assert by_claim == {'C1': [], 'C2': ['C2', 'baseline'], 'C3': ['C3', 'baseline'],
+                      'C4': ['C4', 'baseline'], 'C5': [], 'C6': ['C6', 'baseline'], 'C7': [],
+                      'C8': ['baseline']}
+  # Its rows name the image folder, at its crop size.
+  assert claims.dataset_of(runs['baseline']) == 'imagenette (image folder)'

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alexnet_jax import input_pipeline, models, parallel, run_folder, train
+from alexnet_jax import input_pipeline, models, parallel, run_folder, train, validation
 from tests.helpers import (REPO, latest_params, read_metrics, run_main, small_config,
                            write_image_folder)
 
@@ -123,6 +123,49 @@ def test_image_folder_run(tmp_path):
                       'dataset.eval_split': 'test', 'batch_size': 12, 'num_epochs': 1}),
       str(tmp_path / 'run'))
   assert final['eval_examples'] == 36
+
+
+IMAGENETTE_WNIDS = ('n01440764', 'n02102040', 'n02979186', 'n03000684', 'n03028079',
+                    'n03394916', 'n03417042', 'n03425413', 'n03445777', 'n03888605')
+
+
+def test_imagenette_131_config_trains_on_a_generated_folder_at_its_resolution(tmp_path):
+  from configs import default  # pylint: disable=import-outside-toplevel
+  root = write_image_folder(str(tmp_path / 'data'), splits=('train', 'val'),
+                            classes=IMAGENETTE_WNIDS, per_class=1, size=(150, 170))
+  config = default.get_config('imagenette_131')
+  config.dataset.data_dir = root
+  config.batch_size = 8
+  validation.validate_config(config)
+  # One training step as a run takes it (the loop's own tests cover the rest).
+  source = input_pipeline.create_source(config.dataset)
+  batch = next(input_pipeline.train_epoch(source, config.dataset, global_batch_size=8, seed=0,
+                                          epoch=0, num_batches=1))
+  assert source.num_classes == 10 and batch['image'].shape == (8, 131, 131, 3)
+  mesh = parallel.create_mesh(1, 1)
+  model = models.create_model(config.model, source.num_classes)
+  state, specs = train.create_train_state(config, model, (131, 131, 3), mesh)
+  sharded = models.create_model(config.model, source.num_classes,
+                                data_axis=parallel.DATA_AXIS, model_axis=parallel.MODEL_AXIS)
+  train_fn, _ = train.make_steps(config, sharded, mesh, specs, steps_per_epoch=1)
+  batch.pop(input_pipeline.POSITION)
+  state, metrics = train_fn(state, train.global_batch(batch, mesh))
+  assert int(state.step) == 1 and np.isfinite(float(metrics['loss']))
+  params = state.params
+  # By hand: conv1 11x11x3x96 on 131x131 gives 31x31; pooled 15, 7, 3, so fc6 sees 3x3x256.
+  # The grouped layers (conv2, conv4, conv5) see one tower's 48, 192, 192 maps.
+  fc = (3 * 3 * 256 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * 10 + 10)
+  two_towers = (11 * 11 * 3 * 96 + 96) + (5 * 5 * 48 * 256 + 256) + (3 * 3 * 256 * 384 + 384) \
+      + (3 * 3 * 192 * 384 + 384) + (3 * 3 * 192 * 256 + 256) + fc
+  assert sum(p.size for p in jax.tree.leaves(params)) == two_towers == 28_597_642
+  assert params['fc6']['kernel'].shape == (3 * 3 * 256, 4096)
+  # Footnote 2's one-GPU net (the C6 ablation): conv1-conv4 halved, nothing grouped.
+  config.model.update({'num_towers': 1, 'width_multiplier': 0.5})
+  _, abstract, _ = train.train_state_shapes(config, models.create_model(config.model, 10),
+                                            (131, 131, 3))
+  one_tower = (11 * 11 * 3 * 48 + 48) + (5 * 5 * 48 * 128 + 128) + (3 * 3 * 128 * 192 + 192) \
+      + (3 * 3 * 192 * 192 + 192) + (3 * 3 * 192 * 256 + 256) + fc
+  assert sum(p.size for p in jax.tree.leaves(abstract.params)) == one_tower == 27_430_730
 
 
 @pytest.mark.parametrize('case', ['activation', 'data_dir', 'empty_folder', 'workdir'])

@@ -1,0 +1,36 @@
+r"""One baseline and one ablation per claim, same seed and schedule, on a small ImageNet subset:
+C6 (one tower), C3 (2/2 pooling), C2 (no LRN), C4 (no PCA lighting), and C8 from the baseline's
+conv1 kernels.
+
+  python -m launch.local --config=configs/ablations.py:imagenette_131 --root=/tmp/ablations -- \
+      --config.dataset.data_dir=$HOME/data/imagenette
+  python -m alexnet_jax.report /tmp/ablations --plot=/tmp/ablations_plots
+
+The runs go in the order of the claims' cost to the question (the baseline first, then C6, C3,
+C2, C4); the report judges each claim on the baseline and the one run that changes its switch
+(alexnet_jax/claims.py). See configs/datasets.py:imagenette_131 for the data, the resolution,
+the schedule and what differs from the paper's training.
+"""
+
+import ml_collections
+
+from configs import common
+
+VARIANTS = ('imagenette_131',)
+# Each claim's ablation: the overrides of its run, against the baseline (no override).
+ABLATIONS = (
+    ('baseline', {}),
+    ('C6', {'model.num_towers': 1, 'model.width_multiplier': 0.5}),  # Footnote 2's one-GPU net.
+    ('C3', {'model.pool_size': 2}),
+    ('C2', {'model.lrn': False}),
+    ('C4', {'dataset.pca_lighting': False}),
+)
+
+
+def get_config(variant: str = 'imagenette_131') -> ml_collections.ConfigDict:
+  return common.base(variant, VARIANTS, 'ablations')
+
+
+def get_sweep(variant: str = 'imagenette_131') -> list[dict]:
+  del variant
+  return [{**overrides, 'seed': 0} for _, overrides in ABLATIONS]
