@@ -58,22 +58,14 @@ def imagenette_131(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   compressed to two cuts; evaluation every 4 epochs (10 crops are 10 forward passes per image).
   """
   config = imagenette(config)
-  config.dataset.name = 'image_folder'
-  config.dataset.train_split = 'train'
-  config.dataset.eval_split = 'val'
-  config.dataset.image_size = 148
-  config.dataset.crop_size = 131
-  config.dataset.mean_rgb = IMAGENETTE_148_MEAN_RGB
-  config.dataset.pca_eigenvalues = IMAGENETTE_148_PCA_EIGENVALUES
-  config.dataset.pca_eigenvectors = IMAGENETTE_148_PCA_EIGENVECTORS
-  config.dataset.cache = True  # 9,469 decoded 148x148 images: 0.6 GB.
-  config.dataset.shuffle_buffer = 9_469
-  config.lr_schedule = 'piecewise'
-  config.num_epochs = 20
-  config.lr_boundaries_epochs = (12, 17)
-  config.eval_every_epochs = 4
-  config.log_every_steps = 20
-  config.checkpoint_every_steps = 500
+  config.dataset.update(
+      name='image_folder', eval_split='val', image_size=148, crop_size=131,
+      mean_rgb=IMAGENETTE_148_MEAN_RGB, pca_eigenvalues=IMAGENETTE_148_PCA_EIGENVALUES,
+      pca_eigenvectors=IMAGENETTE_148_PCA_EIGENVECTORS,
+      cache=True,  # 9,469 decoded 148x148 images: 0.6 GB.
+      shuffle_buffer=9_469)
+  config.update(lr_schedule='piecewise', num_epochs=20, lr_boundaries_epochs=(12, 17),
+                eval_every_epochs=4)
   return config
 
 
