@@ -4,6 +4,7 @@ import contextlib
 import dataclasses
 import datetime
 import fcntl
+import functools
 import json
 import os
 import socket
@@ -156,7 +157,15 @@ def conv1_kernel(run: Run) -> Any:
   before its first checkpoint. What Figure 3 draws and claim C8 measures."""
   if run.latest_step is None:
     return None
-  manager = checkpoints.create_manager(run.workdir, read_only=True)
+  return _conv1_kernel(run.workdir, run.latest_step)
+
+
+@functools.lru_cache(maxsize=None)
+def _conv1_kernel(workdir: str, latest_step: int) -> np.ndarray:
+  """Read once per run and latest step: the report's C8 verdict and its plots both need it, and
+  each read restores a whole checkpoint."""
+  del latest_step  # Part of the key only: a run that went on is read again.
+  manager = checkpoints.create_manager(workdir, read_only=True)
   step = manager.best_step() or manager.latest_step()
   kernel = checkpoints.restore_on_host(manager, step)['params']['conv1']['kernel']
   manager.close()
