@@ -263,6 +263,7 @@ def describe(step: StepReport, chip: Chip) -> str:
   by_kind = collections.defaultdict(list)
   for (kind, axis, layer), count in sorted(step.collectives.items()):
     by_kind[(kind, axis)].append(f'{layer} x{count}' if count > 1 else layer)
+  totals = _collective_totals(step)
   lines = [f'{step.name} step (compiled in {step.compile_seconds:.1f} s), per device:',
            f'  memory: arguments {_size(step.argument_bytes)}, outputs {_size(step.output_bytes)} '
            f'({_size(step.alias_bytes)} of them in donated inputs), temporaries '
@@ -270,28 +271,30 @@ def describe(step: StepReport, chip: Chip) -> str:
            f'{_size(chip.hbm_bytes)} HBM ({step.total_bytes / chip.hbm_bytes:.1%})',
            f'  work: {step.flops / 1e9:.2f} GFLOP, {step.bytes_accessed / 1e9:.3f} GB accessed',
            '  collectives: ' + ('; '.join(
-               f'{kind} on {axis!r} x{sum(step.collectives[(kind, axis, l)] for l in _layers(step, kind, axis))}'
-               f' ({", ".join(names)})' for (kind, axis), names in by_kind.items()) or 'none'),
+               f'{kind} on {axis!r} x{totals[(kind, axis)]} ({", ".join(names)})'
+               for (kind, axis), names in by_kind.items()) or 'none'),
            f'  bound: step >= {bound * 1e3:.3f} ms ({limit}), <= {step.batch_size / bound:,.0f} '
            'images/s' if bound else '  bound: none (this compiler gives no FLOP or byte counts)']
   return '\n'.join(lines)
 
 
-def _layers(step: StepReport, kind: str, axis: str) -> list[str]:
-  return [layer for (k, a, layer) in step.collectives if (k, a) == (kind, axis)]
+def _collective_totals(step: StepReport) -> collections.Counter:
+  """How many collectives of each (kind, axis) the step runs, over all layers."""
+  totals = collections.Counter()
+  for (kind, axis, _), count in step.collectives.items():
+    totals[(kind, axis)] += count
+  return totals
 
 
 def markdown_row(config_name: str, topology: str, mesh_shape: tuple[int, int], dtype: str,
                  step: StepReport, chip: Chip) -> str:
-  kinds = collections.Counter()
-  for (kind, axis, _), count in step.collectives.items():
-    kinds[f'{kind} {axis}'] += count
   bound = step.bound_seconds(chip)
   return (f'| {config_name} | {topology} | ({mesh_shape[0]}, {mesh_shape[1]}) | {step.batch_size} '
           f'| {dtype} | {step.name} | {_size(step.argument_bytes)} | {_size(step.temp_bytes)} | '
           f'{_size(step.total_bytes)} ({step.total_bytes / chip.hbm_bytes:.0%}) | '
           f'{step.flops / 1e9:.1f} | {step.bytes_accessed / 1e9:.2f} | '
-          + ', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))
+          + ', '.join(f'{n} {kind} {axis}'
+                      for (kind, axis), n in sorted(_collective_totals(step).items()))
           + (f' | {bound * 1e3:.2f} ms, {step.batch_size / bound:,.0f} img/s |' if bound
              else ' | n/a |'))
 
