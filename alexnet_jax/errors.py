@@ -58,11 +58,30 @@ def describe_config_error(error: Exception, argv: Sequence[str]) -> str:
   return first if len(lines) == 1 else f'{first.split(": Error whilst")[0]}: {lines[-1]}'
 
 
+def repeated_override(argv: Sequence[str]) -> str | None:
+  """The first --config.KEY flag that `argv` gives twice, or None."""
+  seen = set()
+  for arg in argv:
+    if arg.startswith('--config.'):
+      key = arg.split('=', 1)[0]
+      if key in seen:
+        return key
+      seen.add(key)
+  return None
+
+
 def config_flags_parser(flag_values: flags.FlagValues) -> Callable[[list[str]], list[str]]:
   """An absl flags parser (app.run's flags_parser) that says in one line, with exit code 2,
-  why a config flag cannot be loaded, instead of a traceback."""
+  why a config flag cannot be loaded (or is given twice), instead of a traceback."""
 
   def parse(argv: list[str]) -> list[str]:
+    repeated = repeated_override(argv)
+    if repeated:
+      # ml_collections joins repeated tuple values ('a', 'b') + ('c',) instead of keeping the
+      # last, so a second override of a key is refused rather than guessed at.
+      print(f'error: {repeated} is given more than once; give each config key once.',
+            file=sys.stderr)
+      sys.exit(EXIT_BAD_INPUT)
     try:
       remaining = flag_values(argv)
       if 'config' in flag_values and flag_values['config'].present:

@@ -332,7 +332,8 @@ def test_a_signal_during_evaluation_stops_it_promptly_and_the_resume_evaluates_f
     np.testing.assert_array_equal(x, y)
 
 
-@pytest.mark.parametrize('case', ['no_file', 'syntax', 'typo', 'typo_nested', 'bad_value'])
+@pytest.mark.parametrize('case', ['no_file', 'syntax', 'typo', 'typo_nested', 'bad_value',
+                                  'given_twice'])
 def test_a_config_that_cannot_be_loaded_is_one_line(tmp_path, case):
   (tmp_path / 'broken.py').write_text('def get_config(:\n  pass\n')
   config, flag, expected = {
@@ -349,6 +350,11 @@ def test_a_config_that_cannot_be_loaded_is_one_line(tmp_path, case):
       'bad_value': ('configs/relu_vs_tanh.py', ['--config.num_epochs=abc'],
                     "error: flag --config.num_epochs=abc: invalid literal for int() with base "
                     "10: 'abc'"),
+      # ml_collections would run ('conv2', 'conv3'), not the last value.
+      'given_twice': ('configs/relu_vs_tanh.py', ["--config.model.bias_one_layers=('conv2',)",
+                                                  "--config.model.bias_one_layers=('conv3',)"],
+                      'error: --config.model.bias_one_layers is given more than once; give each '
+                      'config key once.'),
   }[case]
   result = run_main(f'--workdir={tmp_path / "run"}', *flag, config=config)
   assert result.returncode == 2
