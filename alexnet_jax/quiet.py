@@ -10,6 +10,7 @@ TensorFlow's INFO lines out and its warnings and errors in.
 """
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -50,3 +51,8 @@ def import_tensorflow() -> None:
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
   with native_stderr_without(STARTUP_NOTICES):
     import tensorflow  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+
+
+def jax_platform_search() -> None:
+  """Hides JAX's INFO lines about each platform it looks for and does not find (TPU, GPU)."""
+  logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)
