@@ -68,6 +68,11 @@ def expand(config: str, root: str, extra_flags: list[str],
                *[f'--config.{key}={flag_value(value)}' for key, value in overrides.items()],
                *extra_flags]
     runs.append(Run(name, overrides, workdir, command))
+  swept = {f'--config.{key}' for run in runs for key in run.overrides}
+  for flag in extra_flags:
+    if flag.split('=', 1)[0] in swept:
+      raise SystemExit(f'error: {flag}: the sweep sets {flag.split("=", 1)[0][2:]} itself (its '
+                       'runs are named after it); leave it out of the flags after --.')
   names = [run.name for run in runs]
   if len(set(names)) != len(names):
     raise SystemExit(f'error: the sweep of {config} names two runs alike: {names}.')

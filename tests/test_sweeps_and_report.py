@@ -51,6 +51,12 @@ def test_every_config_loads_and_its_sweep_expands(name):
       assert 'seed=' in run.name
 
 
+def test_a_flag_after_the_double_dash_may_not_override_a_swept_key():
+  with pytest.raises(SystemExit, match=r'^error: --config.seed=3: the sweep sets config.seed '
+                     r'itself \(its runs are named after it\)'):
+    sweep.expand(os.path.join(REPO, 'configs/relu_vs_tanh.py'), '/sweeps', ['--config.seed=3'])
+
+
 def test_run_names_and_flag_values():
   assert sweep.run_name({'model.activation': 'tanh', 'learning_rate': 0.001, 'seed': 0}) == \
       'activation=tanh,learning_rate=0.001,seed=0'
