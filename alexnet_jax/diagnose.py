@@ -23,6 +23,7 @@ import functools
 import sys
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,7 +31,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from alexnet_jax import errors, quiet
+from alexnet_jax import errors, models, quiet
 from alexnet_jax.errors import UserInputError
 
 FLAGS = flags.FLAGS
@@ -49,7 +50,6 @@ def split_labels(labels: np.ndarray, split: int, rng: np.random.Generator) -> np
 
 def classifier_and_hidden(model_config: Any) -> tuple[str, tuple[str, ...]]:
   """The classifier layer's name and the hidden fully-connected layers' names."""
-  from alexnet_jax import models  # pylint: disable=g-import-not-at-top
   names = models.layer_names(model_config)
   return names[-1], tuple(n for n in names[:-1] if n.startswith('fc'))
 
@@ -63,7 +63,7 @@ def _apply(model: Any, params: Any, images: jax.Array, dropout_key: jax.Array | 
 
 def loss_fn(model: Any, params: Any, images: jax.Array, labels: jax.Array,
             dropout_key: jax.Array) -> jax.Array:
-  from alexnet_jax import train  # pylint: disable=g-import-not-at-top
+  from alexnet_jax import train  # pylint: disable=g-import-not-at-top  (TensorFlow)
   return jnp.mean(train.cross_entropy(_apply(model, params, images, dropout_key), labels))
 
 
@@ -80,7 +80,6 @@ def gradient_ratios(model: Any, params: Any, images: jax.Array, labels: jax.Arra
 def classifier_input(model: Any, params: Any, images: jax.Array, dropout_key: jax.Array,
                      classifier: str) -> jax.Array:
   """What the classifier layer receives, [batch, features] (dropout as in training)."""
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
 
   def run(params, images, dropout_key):
     seen = []
@@ -184,7 +183,7 @@ def main(argv: list[str]) -> None:
       sys.exit(errors.EXIT_BAD_INPUT)
   quiet.import_tensorflow()
   quiet.jax_platform_search()
-  from alexnet_jax import input_pipeline, models, parallel, train, validation  # pylint: disable=g-import-not-at-top
+  from alexnet_jax import input_pipeline, parallel, train, validation  # pylint: disable=g-import-not-at-top
   config = FLAGS.config
   try:
     validation.validate_config(config)
