@@ -105,7 +105,9 @@ def offset_lengths(features: jax.Array) -> tuple[float, float]:
 def sharpest_curvature(model: Any, params: Any, images: jax.Array, labels: jax.Array,
                        dropout_key: jax.Array, layer: str, iterations: int,
                        key: jax.Array) -> float:
-  """The largest eigenvalue of the loss's Hessian in `layer`'s kernel, by power iteration."""
+  """The largest eigenvalue of the loss's Hessian in `layer`'s kernel, by power iteration (which
+  finds the largest in magnitude: for the classifier, in which the cross-entropy is convex, the
+  largest)."""
 
   @jax.jit
   def hvp(v, params, images, labels, dropout_key):
