@@ -157,13 +157,10 @@ def first_batches(config: Any, num_batches: int) -> tuple[list[dict[str, np.ndar
           source.num_classes, steps_per_epoch)
 
 
-def print_measurements_at_init(config: Any, model: Any, params: Any,
-                               batch: dict[str, np.ndarray], dropout_key: jax.Array,
+def print_measurements_at_init(config: Any, model: Any, params: Any, images: jax.Array,
+                               labels: jax.Array, dropout_key: jax.Array,
                                power_iterations: int) -> None:
-  from alexnet_jax import input_pipeline  # pylint: disable=g-import-not-at-top  (TensorFlow)
   classifier, _ = classifier_and_hidden(config.model)
-  images = jnp.asarray(input_pipeline.training_images(batch, config.dataset.scale_after_lighting))
-  labels = jnp.asarray(batch['label'])
   ratios = gradient_ratios(model, params, images, labels, dropout_key)
   print('  |gradient| / |kernel|: ' + ', '.join(f'{k} {v:.3f}' for k, v in ratios.items()))
   mean_sq, offset_sq = offset_lengths(classifier_input(model, params, images, dropout_key,
@@ -206,7 +203,11 @@ def main(argv: list[str]) -> None:
                                           mesh)
   print(f'{num_classes} classes, {len(batches)} batches of {config.batch_size}, '
         f'{config.dataset.crop_size} px; at init, on the first batch:')
-  print_measurements_at_init(config, plain, jax.device_get(state.params), batches[0],
+  # The first batch as the network sees it: measured at init, and probed while training.
+  probe = jnp.asarray(input_pipeline.training_images(batches[0],
+                                                     config.dataset.scale_after_lighting))
+  print_measurements_at_init(config, plain, jax.device_get(state.params), probe,
+                             jnp.asarray(batches[0]['label']),
                              jax.random.fold_in(jax.device_get(state.rng), 0),  # Step 1's.
                              FLAGS.power_iterations)
 
@@ -214,8 +215,6 @@ def main(argv: list[str]) -> None:
                               model_axis=parallel.MODEL_AXIS)
   train_fn, _ = train.make_steps(config, model, mesh, specs, steps_per_epoch)
   _, hidden = classifier_and_hidden(config.model)
-  probe = jnp.asarray(input_pipeline.training_images(batches[0],
-                                                     config.dataset.scale_after_lighting))
   stats_fn = jax.jit(lambda params, images: score_stats(plain, params, images, hidden))
   stat_names = SCORE_STATS + tuple(f'dead {name}' for name in hidden)
   losses, train_errors = [], []
