@@ -40,8 +40,8 @@ def main(argv: list[str]) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   from alexnet_jax import parallel, train, validation  # pylint: disable=g-import-not-at-top
 
-  # Orbax reports each step of each save at INFO level: keep the log to the run's own progress.
   quiet.jax_platform_search()
+  # Orbax reports each step of each save at INFO level: keep the log to the run's own progress.
   absl_logging.get_absl_handler().addFilter(_quiet_orbax)
 
   try:
