@@ -21,6 +21,9 @@ from alexnet_jax import paths
 
 METRICS_FILE = 'metrics.jsonl'
 EVENTS_PREFIX = 'events.out.tfevents.'
+# In an object store each upload sends a whole file again: at most one per file this often, and
+# one at each checkpoint (flush), so that what a checkpoint resumes from is in the files too.
+UPLOAD_EVERY_S = 300.0
 # What tf.summary.scalar writes, so that TensorBoard shows these as scalars.
 _SCALAR_METADATA = summary_pb2.SummaryMetadata(
     plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name='scalars'))
@@ -127,9 +130,10 @@ class MetricsWriter:
       paths.write_text(path, ''.join(kept))  # Whole or not at all: a kill loses no record.
     for events in paths.Path(workdir).glob(EVENTS_PREFIX + '*'):
       trim_events(os.fspath(events), start_step)
-    self._jsonl = paths.AppendOnlyFile(path)
+    self._jsonl = paths.AppendOnlyFile(path, UPLOAD_EVERY_S)
     self._events = paths.AppendOnlyFile(paths.join(
-        workdir, f'{EVENTS_PREFIX}{int(time.time())}.{socket.gethostname()}.{os.getpid()}.v2'))
+        workdir, f'{EVENTS_PREFIX}{int(time.time())}.{socket.gethostname()}.{os.getpid()}.v2'),
+        UPLOAD_EVERY_S)
     self._events.append(tf_record(event_pb2.Event(
         wall_time=time.time(), file_version='brain.Event:2').SerializeToString()))
 
@@ -143,5 +147,12 @@ class MetricsWriter:
         if isinstance(value, (int, float)) and not isinstance(value, bool)
         and key not in ('step', 'epoch')))
 
+  def flush(self) -> None:
+    """Locally every write is in its file already; in an object store, what is held goes up."""
+    if self._enabled:
+      self._jsonl.flush()
+      self._events.flush()
+
   def close(self) -> None:
-    """Nothing is held open: each write reaches the file (or object) before it returns."""
+    """No file is held open: closing is the last flush."""
+    self.flush()

@@ -4,12 +4,13 @@ Everything the project reads or writes of a run (config.json, metrics.jsonl, Ten
 checkpoints, stats files, reports and plots) goes through etils' `epath`, as orbax's checkpoints
 already do. epath serves gs:// through TensorFlow's GCS filesystem, or through gcsfs when
 EPATH_USE_TF=false (which honours STORAGE_EMULATOR_HOST, and is how the tests reach a GCS
-emulator). Object stores have no append and no rename of a folder: `append_text` and `move`
+emulator). Object stores have no append and no rename of a folder: `AppendOnlyFile` and `move`
 say how each is done there.
 """
 
 import os
 import shutil
+import time
 
 from etils import epath
 
@@ -50,21 +51,36 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 class AppendOnlyFile:
-  """A file written by appending: locally an append; in an object store, which cannot append,
-  the whole object rewritten from what this writer holds (its earlier contents included)."""
+  """A file written by appending. Locally each append reaches the file at once. An object store
+  cannot append, so there the whole object is rewritten from what this writer holds (its earlier
+  contents included); appends are held and uploaded together, on `flush()` and once
+  `upload_every_s` has passed since the last upload, since one upload per append would send the
+  whole object again for every line."""
 
-  def __init__(self, path: str | os.PathLike):
+  def __init__(self, path: str | os.PathLike, upload_every_s: float = 0.0):
     self.path = os.fspath(path)
+    self._upload_every_s = upload_every_s
     self._contents = Path(self.path).read_bytes() if is_uri(self.path) and \
         Path(self.path).exists() else b''
+    self._held = False  # Appended since the last upload.
+    self._uploaded_at = time.monotonic()
 
   def append(self, data: bytes) -> None:
-    if is_uri(self.path):
-      self._contents += data
-      Path(self.path).write_bytes(self._contents)
-    else:
+    if not is_uri(self.path):
       with open(self.path, 'ab') as f:
         f.write(data)
+      return
+    self._contents += data
+    self._held = True
+    if time.monotonic() - self._uploaded_at >= self._upload_every_s:
+      self.flush()
+
+  def flush(self) -> None:
+    """What was appended reaches the object store."""
+    if self._held:
+      Path(self.path).write_bytes(self._contents)
+      self._held = False
+      self._uploaded_at = time.monotonic()
 
 
 def move(source: str | os.PathLike, destination: str | os.PathLike) -> None:

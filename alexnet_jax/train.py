@@ -534,6 +534,7 @@ def _save(run: RunContext, progress: Progress,
       metrics[INPUT_POSITIONS] = parallel.gather_from_processes(progress.input_position)
     run.manager.wait_until_finished()  # The previous save's outcome, and its disk space.
     checkpoints.check_space(run.workdir, progress.state, _committed_step(run.workdir))
+    run.writer.flush()  # The metrics up to this step are stored before the checkpoint is.
     checkpoints.save(run.manager, progress.step, progress.state, metrics)
   run.triggers.saved()
 

@@ -139,6 +139,32 @@ def test_local_paths_through_the_same_layer(tmp_path):
   assert (tmp_path / 'b' / 'file.txt').read_text() == 'two'
 
 
+def test_appends_to_an_object_are_uploaded_together(tmp_path, monkeypatch):
+  """In an object store, appends are held until a flush or until upload_every_s has passed: one
+  upload per append would send the whole object again for every line."""
+  uploads = []
+  write_bytes = paths.Path.write_bytes
+
+  def counted_write(self, data):
+    uploads.append(data)
+    return write_bytes(self, data)
+
+  monkeypatch.setattr(paths, 'is_uri', lambda path: True)  # This path, as if it were gs://.
+  monkeypatch.setattr(paths.Path, 'write_bytes', counted_write)
+  path = tmp_path / 'log'
+  path.write_bytes(b'old;')  # Left by the run before a resume.
+  held = paths.AppendOnlyFile(str(path), upload_every_s=3600)
+  held.append(b'a;')
+  held.append(b'b;')
+  assert uploads == [] and path.read_bytes() == b'old;'
+  held.flush()
+  held.flush()  # Nothing new: no upload.
+  assert uploads == [b'old;a;b;']
+  at_once = paths.AppendOnlyFile(str(path), upload_every_s=0)
+  at_once.append(b'c;')
+  assert uploads[-1] == path.read_bytes() == b'old;a;b;c;'
+
+
 def test_event_records_are_what_tensorflow_reads(tmp_path):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   path = str(tmp_path / 'events')
