@@ -92,9 +92,9 @@ def read_metrics(workdir):
 
 
 def latest_params(workdir):
-  manager = checkpoints.create_manager(workdir, read_only=True)
-  step = manager.latest_step()
-  return step, checkpoints.restore_on_host(manager, step)['params']
+  with checkpoints.create_manager(workdir, read_only=True) as manager:
+    step = manager.latest_step()
+    return step, checkpoints.restore_on_host(manager, step)['params']
 
 
 def assert_close(got, want, rtol=1e-5):

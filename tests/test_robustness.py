@@ -90,8 +90,8 @@ def test_check_finite_names_the_step_and_the_quantity():
 def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
   workdir = str(tmp_path / 'run')
   train.train_and_evaluate(small_config(num_epochs=1, checkpoint_every_steps=5), workdir)
-  manager = checkpoints.create_manager(workdir, read_only=True)
-  assert manager.all_steps() == [15, 16]  # The latest two (16 is the end of the epoch).
+  with checkpoints.create_manager(workdir, read_only=True) as manager:
+    assert manager.all_steps() == [15, 16]  # The latest two (16 is the end of the epoch).
   for path in glob.glob(os.path.join(workdir, 'checkpoints', '16', '**', 'd', '*'),
                         recursive=True):
     with open(path, 'r+b') as f:
