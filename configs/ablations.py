@@ -11,7 +11,7 @@ C2, C4); the report judges each claim on the baseline and the one run that chang
 (alexnet_jax/claims.py). See configs/datasets.py:imagenette_131 for the data, the resolution,
 the schedule and what differs from the paper's training (fc6 and fc7 biases start at 0).
 
-Wall time: not measured yet (the sweep is queued on this project's 2-core CPU machine; short
+Wall time: not measured yet (the sweep has not run on this project's 2-core CPU machine; short
 step-by-step runs at 144/128 px took about 4 s a step there, sharing it with another sweep).
 Results: none yet; the README's claims table shows them once `report` has them.
 Paper (ImageNet): C6 top-1 -1.7%, C3 -0.4%, C2 -1.4%, C4 -1% or more; C8 qualitative.

@@ -34,7 +34,8 @@ four training batches, 150 more on all five, then 10 + 10 epochs at /10 and /100
 Wall time on this project's 2-core CPU machine (two CPU devices, nothing else running), training
 images/s: 18pct about 1,040 (48 s an epoch; about 75 s with the evaluation), 80sec 1,210 (41 s),
 13pct 630 (79 s), 11pct 370 (135 s), the last two before their ten-view evaluation (on another
-2-core machine, an Intel Xeon with AVX-512: 11pct about 470, its ten views 2.0-2.4 min). The full
+2-core machine, an Intel Xeon with AVX-512: 13pct about 800, 11pct 470-560, ten views 2.0-2.4
+min; the claim sweep's 40 epochs took 61 and 95 min with a ten-view test every 5). The full
 schedules: 18pct 140 epochs (about 3 hours), 80sec 10 epochs (about 8 minutes), 13pct and 11pct
 520 epochs (12 and 20 hours and more).
 """
