@@ -46,7 +46,10 @@ direction but smaller is reported as such:
   renumbering of the GPUs"): the one with fewer colour-specific kernels is the colour-agnostic
   one. Reproduced when in every run most of one tower's kernels are colour-specific and most of
   the other's are not; 'direction only' when in every run the shares of colour-specific kernels
-  differ by at least COLOUR_SHARE_GAP (a quarter of a tower) without that split.
+  differ by at least COLOUR_SHARE_GAP (a quarter of a tower) without that split. The same
+  counts of what training added to the kernels (each minus its initial value, recomputed from
+  the run's seed) are printed beside them, not judged: the rule predates the runs, and a short
+  run's kernels still hold much of their random start (2/3 on average).
 """
 
 import dataclasses
@@ -313,25 +316,36 @@ def colour_specificity(kernel: np.ndarray) -> np.ndarray:
   return np.clip(1.0 - np.sum(np.square(grey), axis=(0, 1)) / np.maximum(total, 1e-30), 0.0, 1.0)
 
 
-def judge_colour_towers(runs: Sequence[Run],
-                        kernel_of: Callable[[Run], Any] = run_folder.conv1_kernel) -> Verdict:
-  """C8 by the rule at the top, on the two-tower runs' conv1 kernels (`kernel_of`)."""
+def _towers_text(towers: Sequence[np.ndarray], order: Sequence[int]) -> str:
+  return '; '.join(
+      f'tower {i + 1} {np.sum(t > COLOUR_SPECIFIC)}/{t.size} colour-specific (median '
+      f'{np.median(t):.2f}, quartiles {np.percentile(t, 25):.2f}-{np.percentile(t, 75):.2f})'
+      for i, t in ((i, towers[i]) for i in order))
+
+
+def judge_colour_towers(
+    runs: Sequence[Run], kernel_of: Callable[[Run], Any] = run_folder.conv1_kernel,
+    initial_kernel_of: Callable[[Run], Any] = run_folder.initial_conv1_kernel) -> Verdict:
+  """C8 by the rule at the top, on the two-tower runs' conv1 kernels (`kernel_of`). The text also
+  measures what training added to them (minus `initial_kernel_of`): a random kernel scores 2/3,
+  and a short run's kernels keep much of their random start, which the paper's 90 epochs of
+  weight decay wore away."""
   runs = [r for r in runs if setting(r, 'model.num_towers') == 2]
   early = _unfinished(runs)
   if early:
     return early
   texts, split, apart = [], [], []
   for run in runs:
-    towers = np.split(colour_specificity(kernel_of(run)), 2)
+    kernel = kernel_of(run)
+    towers = np.split(colour_specificity(kernel), 2)
     # The colour-agnostic tower first, whichever it is ("modulo a renumbering of the GPUs").
     order = sorted((0, 1), key=lambda i: np.mean(towers[i] > COLOUR_SPECIFIC))
     shares = [float(np.mean(towers[i] > COLOUR_SPECIFIC)) for i in order]
     split.append(shares[0] < 0.5 < shares[1])
     apart.append(shares[1] - shares[0] >= COLOUR_SHARE_GAP)
-    texts.append('; '.join(
-        f'tower {i + 1} {np.sum(t > COLOUR_SPECIFIC)}/{t.size} colour-specific (median '
-        f'{np.median(t):.2f}, quartiles {np.percentile(t, 25):.2f}-{np.percentile(t, 75):.2f})'
-        for i, t in ((i, towers[i]) for i in order)))
+    learned = np.split(colour_specificity(kernel - initial_kernel_of(run)), 2)
+    texts.append(f'{_towers_text(towers, order)}; what training added: '
+                 f'{_towers_text(learned, order)}')
   ours = (f'kernels with colour specificity > {COLOUR_SPECIFIC:g}: ' + ' | '.join(texts)
           + f' ({len(runs)} run{"s" if len(runs) > 1 else ""})')
   if all(split):

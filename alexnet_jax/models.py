@@ -458,6 +458,17 @@ class LayerNet(nn.Module):
 MODELS = {'alexnet': AlexNet, 'cifar_net': CifarNet, 'layer_net': LayerNet}
 
 
+def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+  """The two keys a run's seed gives: its parameters' initialization, its dropout masks."""
+  params_key, dropout_key = jax.random.split(jax.random.PRNGKey(seed))
+  return params_key, dropout_key
+
+
+def init_params(model: nn.Module, image_shape: tuple[int, ...], params_key: jax.Array) -> dict:
+  """The parameters `model` starts from, computed whole (as on a single device)."""
+  return model.init({'params': params_key}, jnp.zeros((1, *image_shape)), train=False)['params']
+
+
 def create_model(model_config, num_classes: int, *, data_axis: str | None = None,
                  model_axis: str | None = None) -> nn.Module:
   """The network named by `model_config.name`, its attributes taken from the config."""

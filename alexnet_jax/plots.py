@@ -109,20 +109,26 @@ def conv1_kernels(kernel: np.ndarray, num_towers: int, path: str) -> None:
   paths.write_bytes(path, image.getvalue())
 
 
-def colour_specificity(kernel: np.ndarray, title: str, path: str) -> None:
+def colour_specificity(kernel: np.ndarray, title: str, path: str,
+                       initial_kernel: np.ndarray | None = None) -> None:
   """Claim C8's measure (claims.colour_specificity) of each conv1 kernel, one histogram per
-  tower, with the bar between colour-agnostic and colour-specific."""
-  towers = np.split(claims.colour_specificity(kernel), 2)
-  fig, ax = plt.subplots(figsize=(6, 3.5), dpi=80)
+  tower, with the bar between colour-agnostic and colour-specific; given the kernel training
+  started from, a second panel measures what training added to it."""
+  panels = [('the kernels', kernel)]
+  if initial_kernel is not None:
+    panels.append(('what training added (minus the initial kernels)', kernel - initial_kernel))
+  fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.5), dpi=80, squeeze=False)
   bins = np.linspace(0, 1, 21)
-  for i, scores in enumerate(towers):
-    ax.hist(scores, bins=bins, alpha=0.6, color=f'C{i}',
-            label=f'tower {i + 1} (kernels {i * scores.size}-{(i + 1) * scores.size - 1})')
-  ax.axvline(claims.COLOUR_SPECIFIC, color='k', linestyle=':', linewidth=1)
-  ax.set_xlabel("colour specificity (share of a kernel's energy outside grey)")
-  ax.set_ylabel('kernels')
-  ax.set_title(title, fontsize=9)
-  ax.legend(fontsize=7)
+  for ax, (panel, weights) in zip(axes[0], panels):
+    towers = np.split(claims.colour_specificity(weights), 2)
+    for i, scores in enumerate(towers):
+      ax.hist(scores, bins=bins, alpha=0.6, color=f'C{i}',
+              label=f'tower {i + 1} (kernels {i * scores.size}-{(i + 1) * scores.size - 1})')
+    ax.axvline(claims.COLOUR_SPECIFIC, color='k', linestyle=':', linewidth=1)
+    ax.set_xlabel("colour specificity (share of a kernel's energy outside grey)")
+    ax.set_ylabel('kernels')
+    ax.set_title(f'{title}: {panel}', fontsize=9)
+    ax.legend(fontsize=7)
   fig.tight_layout()
   _save_figure(fig, path)
   plt.close(fig)
@@ -159,6 +165,7 @@ def write_all(runs: Sequence[Run], out_dir: str, target: float = 0.25) -> list[s
     written.append(path)
     if num_towers == 2:
       path = paths.join(out_dir, _file_name(f'colour_specificity_{name}') + '.png')
-      colour_specificity(kernel, f'conv1 colour specificity per tower: {name}', path)
+      colour_specificity(kernel, f'conv1 colour specificity per tower, {name}', path,
+                         run_folder.initial_conv1_kernel(run))
       written.append(path)
   return written

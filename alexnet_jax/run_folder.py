@@ -12,9 +12,12 @@ import subprocess
 from typing import Any, Iterator
 
 from absl import logging
+import jax
+import ml_collections
 import numpy as np
 
 from alexnet_jax import checkpoints
+from alexnet_jax import models
 from alexnet_jax import paths
 from alexnet_jax.errors import UserInputError
 
@@ -170,6 +173,26 @@ def _conv1_kernel(workdir: str, latest_step: int) -> np.ndarray:
   kernel = checkpoints.restore_on_host(manager, step)['params']['conv1']['kernel']
   manager.close()
   return np.asarray(kernel)
+
+
+def initial_conv1_kernel(run: Run) -> Any:
+  """conv1's kernel as the run started: its seed's initialization, computed again from its
+  config (bit for bit what training started from); None before its first checkpoint. A short run
+  keeps much of this random start, which `conv1_kernel(run) - initial_conv1_kernel(run)` leaves
+  out."""
+  if run.latest_step is None:
+    return None
+  manager = checkpoints.create_manager(run.workdir, read_only=True)
+  params = manager.item_metadata(run.latest_step)['params']
+  manager.close()
+  model_config = ml_collections.ConfigDict(run.config['model'])
+  # The classifier's biases give the number of classes, which the config does not hold.
+  num_classes = params[models.layer_names(model_config)[-1]]['bias'].shape[0]
+  model = models.create_model(model_config, num_classes)
+  image_shape = (run.config['dataset']['crop_size'],) * 2 + (3,)
+  params_key, _ = models.seed_keys(run.config['seed'])
+  init = jax.jit(lambda: models.init_params(model, image_shape, params_key)['conv1']['kernel'])
+  return np.asarray(init())
 
 
 def find_runs(root: str) -> list[str]:

@@ -84,11 +84,10 @@ def train_state_shapes(config: ml_collections.ConfigDict, model: Any,
   starts from the same numbers.
   """
   tx = create_optimizer(config)
-  params_key, dropout_key = jax.random.split(jax.random.PRNGKey(config.seed))
+  params_key, dropout_key = models.seed_keys(config.seed)
 
   def init():
-    params = model.init({'params': params_key}, jnp.zeros((1, *image_shape)), train=False)
-    params = params['params']
+    params = models.init_params(model, image_shape, params_key)
     return TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params),
                       rng=dropout_key, epoch_sums=jnp.zeros(3, jnp.float32),
                       lr_cuts=jnp.int32(0), best_eval_error=jnp.float32(np.inf),

@@ -1,6 +1,7 @@
 """Claim configs and their sweeps, the launchers, and the report read back from checkpoints."""
 
 import csv
+import dataclasses
 import io
 import os
 import signal
@@ -12,11 +13,11 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from alexnet_jax import checkpoints, claims, plots, run_folder, validation
+from alexnet_jax import checkpoints, claims, plots, run_folder, train, validation
 from alexnet_jax.run_folder import Run
 from configs import cuda_convnet_cifar
 from launch import local, slurm, sweep
-from tests.helpers import REPO, read_metrics
+from tests.helpers import REPO, read_metrics, small_config
 
 CONFIGS = {  # config: (variants, runs in its sweep: one number for all, or one per variant)
     'default': (('imagenet', 'imagenette', 'imagenette_131'), 1),
@@ -299,20 +300,44 @@ def test_c8_splits_the_towers_by_their_share_of_colour_specific_kernels(tmp_path
   # Seed 1's colour-specific tower is the first: the colour-agnostic tower is listed first.
   layout = {0: kernels(1, 3), 1: kernels(4, 0), 2: kernels(0, 0)}
   kernel_of = lambda run: layout[run.config['seed']]
-  verdict = claims.judge_colour_towers(runs + [one_tower], kernel_of)
+  # Training added grey kernels to tower 1 and colour-specific ones to tower 2 in every run.
+  initial_kernel_of = lambda run: kernel_of(run) - kernels(0, 4)
+  judge = lambda runs: claims.judge_colour_towers(runs, kernel_of, initial_kernel_of)
+  verdict = judge(runs + [one_tower])
   assert verdict.verdict == claims.REPRODUCED
   assert verdict.ours == (
       'kernels with colour specificity > 0.5: tower 1 1/4 colour-specific (median 0.00, '
-      'quartiles 0.00-0.25); tower 2 3/4 colour-specific (median 1.00, quartiles 0.75-1.00) | '
+      'quartiles 0.00-0.25); tower 2 3/4 colour-specific (median 1.00, quartiles 0.75-1.00); '
+      'what training added: tower 1 0/4 colour-specific (median 0.00, quartiles 0.00-0.00); '
+      'tower 2 4/4 colour-specific (median 1.00, quartiles 1.00-1.00) | '
       'tower 2 0/4 colour-specific (median 0.00, quartiles 0.00-0.00); tower 1 4/4 '
-      'colour-specific (median 1.00, quartiles 1.00-1.00) (2 runs)')
+      'colour-specific (median 1.00, quartiles 1.00-1.00); what training added: tower 2 4/4 '
+      'colour-specific (median 1.00, quartiles 1.00-1.00); tower 1 0/4 colour-specific (median '
+      '0.00, quartiles 0.00-0.00) (2 runs)')
   layout[1] = kernels(2, 3)  # Shares 2/4 and 3/4: apart by a quarter, but no majority split.
-  assert claims.judge_colour_towers(runs, kernel_of).verdict == claims.NO_MAJORITY_SPLIT
+  assert judge(runs).verdict == claims.NO_MAJORITY_SPLIT
   layout[1] = kernels(2, 2)
-  assert claims.judge_colour_towers(runs, kernel_of).verdict == claims.NOT_REPRODUCED
-  assert claims.judge_colour_towers([one_tower], kernel_of).verdict == claims.NOT_RUN
+  assert judge(runs).verdict == claims.NOT_REPRODUCED
+  assert judge([one_tower]).verdict == claims.NOT_RUN
   plots.colour_specificity(kernels(1, 3), 'seed 0', str(tmp_path / 'c8.png'))
   assert matplotlib.image.imread(str(tmp_path / 'c8.png')).shape[:2] == (280, 480)
+  plots.colour_specificity(kernels(1, 3), 'seed 0', str(tmp_path / 'c8_learned.png'),
+                           initial_kernel_of(runs[0]))  # A second panel: what training added.
+  assert matplotlib.image.imread(str(tmp_path / 'c8_learned.png')).shape[:2] == (280, 960)
+
+
+def test_a_runs_initial_conv1_kernel_is_the_one_its_training_started_from(tmp_path):
+  # A rate too small to move the weights: the trained kernel is the initial one to rounding.
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(small_config(**{'learning_rate': 1e-12, 'num_epochs': 1,
+                                        'dataset.synthetic_train_examples': 64}), workdir)
+  run = run_folder.read_run(workdir)
+  initial, trained = run_folder.initial_conv1_kernel(run), run_folder.conv1_kernel(run)
+  assert initial.shape == trained.shape == (5, 5, 3, 8)
+  assert np.std(initial) == pytest.approx(0.01, rel=0.2)  # The paper's N(0, 0.01^2).
+  assert np.abs(trained - initial).max() < 1e-6 * np.abs(initial).max()
+  other_seed = dataclasses.replace(run, config={**run.config, 'seed': 1})
+  assert np.abs(run_folder.initial_conv1_kernel(other_seed) - initial).max() > 0.01
 
 
 def test_the_ablations_sweep_shares_its_baseline_among_the_claims():
