@@ -147,6 +147,11 @@ def test_error_keys(runs: Sequence[Run]) -> tuple[str, str, str]:
   return TOP1, TOP5, 'centre crop'
 
 
+def count(n: int, noun: str) -> str:
+  """'1 run', '2 runs'."""
+  return f'{n} {noun}{"" if n == 1 else "s"}'
+
+
 def mean_spread(values: Sequence[float]) -> str:
   values = [100 * v for v in values]
   if len(values) == 1:
@@ -347,7 +352,7 @@ def judge_colour_towers(
     texts.append(f'{_towers_text(towers, order)}; what training added: '
                  f'{_towers_text(learned, order)}')
   ours = (f'kernels with colour specificity > {COLOUR_SPECIFIC:g}: ' + ' | '.join(texts)
-          + f' ({len(runs)} run{"s" if len(runs) > 1 else ""})')
+          + f' ({count(len(runs), "run")})')
   if all(split):
     return Verdict(ours, REPRODUCED)
   return Verdict(ours, NO_MAJORITY_SPLIT if all(apart) else NOT_REPRODUCED)

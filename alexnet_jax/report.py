@@ -107,7 +107,8 @@ def claim_rows(runs: Sequence[Run]) -> list[dict[str, str]]:
         sizes = sorted({r.config['dataset']['crop_size'] for r in group})
         epochs = sorted({(r.latest or {}).get('epoch', 0) for r in group})
         epochs = [_epochs(e) for e in epochs]
-        conditions = (f'{label}, {"/".join(map(str, sizes))} px, {len(group)} runs, '
+        conditions = (f'{label}, {"/".join(map(str, sizes))} px, '
+                      f'{claims.count(len(group), "run")}, '
                       f'{"-".join([epochs[0], epochs[-1]]) if len(epochs) > 1 else epochs[0]} '
                       'epochs')
       rows.append({'claim': claim.id, 'what': claim.text, 'paper': claim.paper,
