@@ -182,15 +182,23 @@ def initial_conv1_kernel(run: Run) -> Any:
   out."""
   if run.latest_step is None:
     return None
-  manager = checkpoints.create_manager(run.workdir, read_only=True)
-  params = manager.item_metadata(run.latest_step)['params']
+  return _initial_conv1_kernel(run.workdir, run.latest_step,
+                               json.dumps(run.config, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=None)
+def _initial_conv1_kernel(workdir: str, latest_step: int, config_json: str) -> np.ndarray:
+  """Computed once per run and config: the report's C8 verdict and its plots both need it."""
+  manager = checkpoints.create_manager(workdir, read_only=True)
+  params = manager.item_metadata(latest_step)['params']
   manager.close()
-  model_config = ml_collections.ConfigDict(run.config['model'])
+  config = json.loads(config_json)
+  model_config = ml_collections.ConfigDict(config['model'])
   # The classifier's biases give the number of classes, which the config does not hold.
   num_classes = params[models.layer_names(model_config)[-1]]['bias'].shape[0]
   model = models.create_model(model_config, num_classes)
-  image_shape = (run.config['dataset']['crop_size'],) * 2 + (3,)
-  params_key, _ = models.seed_keys(run.config['seed'])
+  image_shape = (config['dataset']['crop_size'],) * 2 + (3,)
+  params_key, _ = models.seed_keys(config['seed'])
   init = jax.jit(lambda: models.init_params(model, image_shape, params_key)['conv1']['kernel'])
   return np.asarray(init())
 
