@@ -11,13 +11,16 @@ C2, C4); the report judges each claim on the baseline and the one run that chang
 (alexnet_jax/claims.py). See configs/datasets.py:imagenette_131 for the data, the resolution,
 the schedule and what differs from the paper's training (fc6 and fc7 biases start at 0).
 
-Wall time on this project's 2-core CPU machine (Intel Xeon, AVX-512): the baseline 70 min (a
-training epoch of 73 steps 2.2-2.5 min, each of the five evaluations on the centre and ten crops
-about 4 min), C6's one-tower net 55 min.
+Wall time on this project's 2-core CPU machines (AVX-512): the baseline 70 min on an Intel Xeon
+(a training epoch of 73 steps 2.2-2.5 min, each of the five evaluations on the centre and ten
+crops about 4 min), C6's one-tower net 55 min; the baseline again on an AMD EPYC, 2.3-2.5 min an
+epoch and 3.7-5.2 min an evaluation.
 Results (one seed; validation top-1 error on ten crops, centre crop in brackets): baseline 25.68%
-(26.88%); C6 one tower 27.64% (28.51%), 1.96 points higher: reproduced on top-1 (top-5 3.49%
-against 3.64%, not higher); C8 not reproduced (23 and 17 of each tower's 48 kernels colour-
-specific). C3, C2, C4: see the README's claims table.
+(26.88%) on the Xeon, 25.78% (26.85%) on the EPYC: the same code and seed drift apart on
+another CPU by up to 1.2 points mid-run and 0.1 at the end, a floor under any single-run gap.
+C6 one tower 27.64% (28.51%), 1.96 points above the Xeon's baseline: reproduced on top-1 (top-5
+3.49% against 3.64%, not higher); C8 not reproduced on either baseline (19 and 16, 23 and 17 of
+each tower's 48 kernels colour-specific). C3, C2, C4: see the README's claims table.
 Paper (ImageNet): C6 top-1 -1.7%, C3 -0.4%, C2 -1.4%, C4 -1% or more; C8 qualitative.
 """
 
