@@ -3,6 +3,7 @@ r"""Runs a config's sweep on this machine: finished runs are skipped, unfinished
   python -m launch.local --config=configs/relu_vs_tanh.py --root=/tmp/c1 [--parallel=N] -- \
       --config.dataset.name=image_folder --config.dataset.data_dir=$HOME/data/cifar10
 
+--run=NAME (repeatable) runs only the named runs, e.g. one ablation and its baseline.
 One run at a time by default; --parallel=N runs N at once, and on a GPU machine each gets its own
 --gpus_per_run GPUs (CUDA_VISIBLE_DEVICES). Ctrl-C (or SIGTERM) reaches the runs too: each
 writes a checkpoint and stops, and the next invocation resumes them.
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                       'its workdir, or ./logs when ROOT is a URI (a process cannot append to '
                       'an object).')
   args = parser.parse_args(argv)
-  runs = sweep.expand(args.config, args.root, args.extra_flags)
+  runs = sweep.expand(args.config, args.root, args.extra_flags, only=args.run)
   todo = []
   for run in runs:
     state = status(run.workdir)

@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument('--partition', default='')
   parser.add_argument('--python', default='python', help='The Python of the cluster nodes.')
   args = parser.parse_args(argv)
-  runs = sweep.expand(args.config, args.root, args.extra_flags, python=args.python)
+  runs = sweep.expand(args.config, args.root, args.extra_flags, python=args.python,
+                      only=args.run)
   todo = [run for run in runs if local.status(run.workdir) != 'finished']
   if not todo:
     print(f'All {len(runs)} runs of {args.config} are finished under {args.root}.')

@@ -5,7 +5,7 @@ import importlib.util
 import os
 import re
 import sys
-from typing import Any
+from typing import Any, Sequence
 
 from alexnet_jax import paths
 
@@ -54,8 +54,9 @@ def load_sweep(config: str) -> list[dict[str, Any]]:
 
 
 def expand(config: str, root: str, extra_flags: list[str],
-           python: str = sys.executable) -> list[Run]:
-  """The runs of `config`'s sweep under ROOT/<run name>, with `extra_flags` added to each."""
+           python: str = sys.executable, only: Sequence[str] = ()) -> list[Run]:
+  """The runs of `config`'s sweep under ROOT/<run name>, with `extra_flags` added to each; with
+  `only`, just the runs of those names, in the sweep's order."""
   runs = []
   path = config.partition(':')[0]
   for overrides in load_sweep(config):
@@ -76,7 +77,11 @@ def expand(config: str, root: str, extra_flags: list[str],
   names = [run.name for run in runs]
   if len(set(names)) != len(names):
     raise SystemExit(f'error: the sweep of {config} names two runs alike: {names}.')
-  return runs
+  unknown = [name for name in only if name not in names]
+  if unknown:
+    raise SystemExit(f'error: --run={unknown[0]}: the sweep of {config} has no such run; its '
+                     f'runs: {", ".join(names)}.')
+  return [run for run in runs if not only or run.name in only]
 
 
 def add_common_flags(parser) -> None:
@@ -85,5 +90,8 @@ def add_common_flags(parser) -> None:
                       'the runs.')
   parser.add_argument('--root', required=True, help='Each run goes to ROOT/<run name>.')
   parser.add_argument('--dry_run', action='store_true', help='Print what would run; run nothing.')
+  parser.add_argument('--run', action='append', default=[], metavar='NAME',
+                      help="Only this run of the sweep (its folder's name under ROOT, e.g. "
+                      "'lrn=False,seed=0'); repeat for several. Default: every run.")
   parser.add_argument('extra_flags', nargs='*',
                       help='After --: flags added to every run, e.g. --config.dataset.data_dir=.')

@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
                       help='Where this repository is checked out on every worker.')
   parser.add_argument('--python', default='python3', help='The Python of the workers.')
   args = parser.parse_args(argv)
-  runs = sweep.expand(args.config, args.root, args.extra_flags, python=args.python)
+  runs = sweep.expand(args.config, args.root, args.extra_flags, python=args.python,
+                      only=args.run)
   for run in runs:
     if local.status(run.workdir) == 'finished':
       print(f'# {run.name}: finished')

@@ -58,6 +58,16 @@ def test_a_flag_after_the_double_dash_may_not_override_a_swept_key():
     sweep.expand(os.path.join(REPO, 'configs/relu_vs_tanh.py'), '/sweeps', ['--config.seed=3'])
 
 
+def test_a_sweep_narrowed_to_named_runs_keeps_its_order_and_rejects_an_unknown_name():
+  config = os.path.join(REPO, 'configs/ablations.py:imagenette_131')
+  runs = sweep.expand(config, '/sweeps', [], only=['lrn=False,seed=0', 'seed=0'])
+  assert [run.name for run in runs] == ['seed=0', 'lrn=False,seed=0']
+  assert runs[1].command == sweep.expand(config, '/sweeps', [])[3].command
+  with pytest.raises(SystemExit, match=r"^error: --run=lrn=0: the sweep of .* has no such run; "
+                     r"its runs: seed=0, num_towers=1,width_multiplier=0.5,seed=0, "):
+    sweep.expand(config, '/sweeps', [], only=['seed=0', 'lrn=0'])
+
+
 def test_run_names_and_flag_values():
   assert sweep.run_name({'model.activation': 'tanh', 'learning_rate': 0.001, 'seed': 0}) == \
       'activation=tanh,learning_rate=0.001,seed=0'
