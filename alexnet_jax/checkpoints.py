@@ -24,12 +24,20 @@ from alexnet_jax import paths
 from alexnet_jax.errors import DiskFullError, UserInputError
 
 BEST_METRIC = 'eval_top1_error'  # Lower is better.
-# The key, in each checkpoint's metrics, of the run's per-evaluation curves: {name: [values]}.
+# What a checkpoint's metrics hold besides the latest step's metrics: the keys, defined here only.
+# The run's per-evaluation curves: {name: [values]}, one value per evaluated epoch.
 HISTORY = 'history'
+HISTORY_KEYS = ('epoch', 'train_epoch_loss', 'train_epoch_error', 'eval_loss', 'eval_top1_error',
+                'eval_top5_error', 'eval_10crop_top1_error', 'eval_10crop_top5_error', 'commit')
+FINISHED = 'finished'  # True once the run has nothing left to do.
+DIGEST = 'state_digest'  # The digest of the checkpoint's state, checked on restore.
+INPUT_POSITIONS = 'input_positions'  # Mid-epoch: every process's position in its input.
+EVAL_PENDING = 'eval_pending'  # True when a signal stopped an evaluation, which resumes first.
+# The keys only a resume reads; a run's record (run_folder.write_record) leaves them out.
+RESUME_ONLY_KEYS = (DIGEST, INPUT_POSITIONS, EVAL_PENDING)
 # Two, so that a latest checkpoint damaged on disk has a predecessor to fall back to.
 KEEP_LATEST = 2
 UNREADABLE_DIR = 'unreadable_checkpoints'  # In the workdir, beside checkpoints/.
-DIGEST = 'state_digest'  # The key, in each checkpoint's metrics, of its state's digest.
 CHECKPOINTS_DIR = 'checkpoints'  # WORKDIR/checkpoints/STEP/..., orbax's layout.
 METRICS_FILE = 'metrics/metrics'  # Orbax's, inside each step's folder.
 
@@ -159,6 +167,30 @@ def _shapes(tree: Any) -> list[tuple[str, tuple[int, ...]]]:
           for path, leaf in jax.tree_util.tree_leaves_with_path(tree)]
 
 
+def check_same_network(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> None:
+  """Raises UserInputError when the checkpoint at `step` holds parameters of other shapes than
+  `abstract_state`'s (another network); unreadable metadata passes, for the restore to name."""
+  try:
+    stored = manager.item_metadata(step)
+    stored_shapes = None if stored is None else _shapes(stored['params'])
+  except Exception:  # pylint: disable=broad-except
+    return
+  if stored_shapes is not None and stored_shapes != _shapes(abstract_state.params):
+    raise UserInputError(
+        f'the checkpoint at step {step} in {manager.directory} holds a different network than '
+        'this config builds; use a new workdir, or the config that wrote it.')
+
+
+def restore_step(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> Any:
+  """The state saved at `step`, laid out as `abstract_state`, its digest checked (ValueError
+  when its arrays differ from it: damaged on disk)."""
+  state = manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+  saved_digest = (manager.metrics(step) or {}).get(DIGEST)
+  if saved_digest is not None and saved_digest != state_digest(state):
+    raise ValueError('its arrays differ from the digest saved with them (damaged on disk)')
+  return state
+
+
 def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any,
                    is_chief: bool = True) -> tuple[Any, int] | None:
   """(state, step) of the newest readable checkpoint, laid out as `abstract_state`, or None.
@@ -168,21 +200,9 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any,
   network is not damaged: that stops the run with an error and touches nothing.
   """
   for step in sorted(manager.all_steps(), reverse=True):
+    check_same_network(manager, step, abstract_state)
     try:
-      stored = manager.item_metadata(step)
-      stored_shapes = None if stored is None else _shapes(stored['params'])
-    except Exception:  # pylint: disable=broad-except
-      stored_shapes = None  # Unreadable metadata: the restore below says what is wrong.
-    if stored_shapes is not None and stored_shapes != _shapes(abstract_state.params):
-      raise UserInputError(
-          f'the checkpoint at step {step} in {manager.directory} holds a different network than '
-          'this config builds; use a new workdir, or the config that wrote it.')
-    try:
-      state = manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
-      saved_digest = (manager.metrics(step) or {}).get(DIGEST)
-      if saved_digest is not None and saved_digest != state_digest(state):
-        raise ValueError('its arrays differ from the digest saved with them (damaged on disk)')
-      return state, step
+      return restore_step(manager, step, abstract_state), step
     except Exception as e:  # pylint: disable=broad-except
       reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
       logging.warning('The checkpoint at step %d cannot be read (%s): moving it to %s and '

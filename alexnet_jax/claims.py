@@ -70,6 +70,7 @@ NO_MAJORITY_SPLIT = 'direction only (no majority split)'  # C8's, a claim withou
 C1_RATIO_BAR = 3.0  # Half the paper's ~6.
 COLOUR_SPECIFIC = 0.5  # C8: a kernel with more than half its energy in colour is colour-specific.
 COLOUR_SHARE_GAP = 0.25  # C8 'direction only': the towers' shares differ by a quarter at least.
+NOTES = 'docs/claims.md'  # The lab notes: a section per claim, '## C1' and so on.
 ABLATIONS = 'ablations'  # The experiment of one baseline and one ablation per claim.
 # The claims the 'ablations' experiment answers, each with its switch at the paper's setting
 # (C8 has none: it reads the baseline's kernels).

@@ -1,10 +1,14 @@
 r"""Result tables, plots and a verdict on each paper claim, read from the runs' checkpoints.
 
   python -m alexnet_jax.report ROOT [ROOT ...] [--format=csv] [--plot=DIR] [--target_error=0.25]
+  python -m alexnet_jax.report ROOT --export=results/NAME
 
-ROOT is a run folder or any folder above run folders (a sweep's root). Prints one row per run,
-then one row per claim and dataset; --plot=DIR writes the error curves of each sweep (Figure 1's
-look) and each run's conv1 kernels, one block per tower (Figure 3).
+ROOT is a run folder, a run's record, or any folder above them (a sweep's root, results/).
+Prints one row per run, then one row per claim and dataset; --plot=DIR writes the error curves
+of each sweep (Figure 1's look) and each run's conv1 kernels, one block per tower (Figure 3).
+--export=DIR writes the record of each finished run under ROOT to DIR/<its path under ROOT>
+(a run folder given as ROOT: DIR/<its name>): the tables, verdicts and plots read from the
+records are those read from the run folders, with no checkpoint and no data.
 """
 
 import csv
@@ -27,8 +31,12 @@ from alexnet_jax.run_folder import Run
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum('format', 'markdown', ['markdown', 'csv'], 'Output format of the tables.')
+flags.DEFINE_enum('table', 'all', ['all', 'runs', 'claims'],
+                  'Which table to print: the runs, the claims, or both (runs first).')
 flags.DEFINE_string('plot', None, 'Write PNG plots to this folder.')
 flags.DEFINE_float('target_error', 0.25, 'Training error for the "epochs to" column.')
+flags.DEFINE_string('export', None, "Write each finished run's record under this folder "
+                    '(e.g. results/NAME) instead of printing tables.')
 
 NOT_AVAILABLE = '—'
 # Keys that differ between machines, not between conditions.
@@ -94,7 +102,8 @@ def run_rows(runs: Sequence[Run], roots: Sequence[str], target: float) -> list[d
   return rows
 
 
-def claim_rows(runs: Sequence[Run]) -> list[dict[str, str]]:
+def claim_rows(runs: Sequence[Run], fmt: str = 'markdown') -> list[dict[str, str]]:
+  """One row per claim and dataset; in markdown each claim links to its section of the notes."""
   rows = []
   for claim in claims.CLAIMS:
     mine = [r for r in runs if claim.takes(r)]
@@ -107,11 +116,17 @@ def claim_rows(runs: Sequence[Run]) -> list[dict[str, str]]:
         sizes = sorted({r.config['dataset']['crop_size'] for r in group})
         epochs = sorted({(r.latest or {}).get('epoch', 0) for r in group})
         epochs = [_epochs(e) for e in epochs]
+        seeds = sorted({r.config['seed'] for r in group})
+        commits = list(dict.fromkeys(c for r in group for c in run_folder.commits(r)))
         conditions = (f'{label}, {"/".join(map(str, sizes))} px, '
                       f'{claims.count(len(group), "run")}, '
                       f'{"-".join([epochs[0], epochs[-1]]) if len(epochs) > 1 else epochs[0]} '
-                      'epochs')
-      rows.append({'claim': claim.id, 'what': claim.text, 'paper': claim.paper,
+                      f'epochs; {"seed" if len(seeds) == 1 else "seeds"} '
+                      f'{", ".join(map(str, seeds))}; '
+                      f'{"commit" if len(commits) == 1 else "commits"} '
+                      f'{", ".join(commits) or NOT_AVAILABLE}')
+      claim_id = claim.id if fmt == 'csv' else f'[{claim.id}]({claims.NOTES}#{claim.id.lower()})'
+      rows.append({'claim': claim_id, 'what': claim.text, 'paper': claim.paper,
                    'ours': verdict.ours or NOT_AVAILABLE, 'conditions': conditions,
                    'verdict': verdict.verdict})
   return rows
@@ -131,6 +146,24 @@ def format_table(rows: list[dict[str, str]], fmt: str) -> str:
   lines += ['| ' + ' | '.join(str(row[k]).replace('|', '/') for k in header) + ' |'
             for row in rows]
   return '\n'.join(lines) + '\n'
+
+
+def export(runs: Sequence[Run], roots: Sequence[str], destination: str) -> int:
+  """Writes each finished run's record to `destination`/<its path under its root>; returns how
+  many runs were left out (unfinished)."""
+  left_out = 0
+  for run in runs:
+    root = next(r for r in roots if paths.absolute(run.workdir).startswith(paths.absolute(r)))
+    relative = os.path.relpath(paths.absolute(run.workdir), paths.absolute(root))
+    target = paths.join(destination, os.path.basename(paths.absolute(root).rstrip('/'))
+                        if relative == '.' else relative)
+    if not run.finished:
+      print(f'{run.workdir}: not finished; not recorded.', file=sys.stderr)
+      left_out += 1
+      continue
+    run_folder.write_record(run, target)
+    print(f'{run.workdir}: recorded in {target}')
+  return left_out
 
 
 def main(argv: list[str]) -> None:
@@ -157,8 +190,12 @@ def main(argv: list[str]) -> None:
     print('error: no run with a checkpoint was found: nothing to report.', file=sys.stderr)
     sys.exit(1)
 
-  print(format_table(run_rows(runs, roots, FLAGS.target_error), FLAGS.format))
-  print(format_table(claim_rows(runs), FLAGS.format))
+  if FLAGS.export:
+    sys.exit(1 if export(runs, roots, FLAGS.export) else 0)
+  if FLAGS.table in ('all', 'runs'):
+    print(format_table(run_rows(runs, roots, FLAGS.target_error), FLAGS.format))
+  if FLAGS.table in ('all', 'claims'):
+    print(format_table(claim_rows(runs, FLAGS.format), FLAGS.format))
   if FLAGS.plot:
     from alexnet_jax import plots  # pylint: disable=g-import-not-at-top
     for path in plots.write_all(runs, FLAGS.plot, FLAGS.target_error):

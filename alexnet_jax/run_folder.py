@@ -1,10 +1,13 @@
-"""Reading a run's folder back: its config, and the metrics kept in its checkpoints."""
+"""Reading a run back, from its folder (its config and the metrics kept in its checkpoints) or
+from its record (`write_record`: the same, as text, plus its conv1 kernels), and writing a
+finished run's record."""
 
 import contextlib
 import dataclasses
 import datetime
 import fcntl
 import functools
+import io
 import json
 import os
 import socket
@@ -18,18 +21,17 @@ import numpy as np
 
 from alexnet_jax import checkpoints
 from alexnet_jax import models
+from alexnet_jax import naming
 from alexnet_jax import paths
 from alexnet_jax.errors import UserInputError
 
 CONFIG_FILE = 'config.json'
-FINISHED = 'finished'  # In a checkpoint's metrics: True once the run has nothing left to do.
+# A run's record (results/<sweep>/<run>/): what report, the claims and the plots read of a
+# finished run, as text, and its conv1 kernels (Figure 3, C8), trained and initial.
+RECORD_FILE = 'record.json'
+KERNELS_FILE = 'conv1_kernels.npz'
+RECORD_FORMAT = 1
 LOCK_FILE = '.lock'  # Held by the process that owns the run folder; it names that process.
-# Config keys a resumed run may change: how long it goes on, how often it logs and
-# checkpoints, where its data lies, its devices and how its operations are differentiated
-# (the same functions). Every other key defines the experiment.
-RESUMABLE_KEYS = ('num_epochs', 'stop_at_train_error', 'log_every_steps',
-                  'checkpoint_every_steps', 'checkpoint_every_minutes', 'eval_batch_size',
-                  'dataset.data_dir', 'model.ops', 'model.cpu_micro_batch', 'mesh.', 'distributed.')
 # Keys added after runs were already written, with the value those runs ran with: a saved
 # config without one reads as having that value.
 KEYS_ADDED_LATER = {'compute_dtype': 'float32', 'lr_warmup_epochs': 0.0}
@@ -46,7 +48,7 @@ class Run:
 
   @property
   def finished(self) -> bool:
-    return bool(self.latest and self.latest.get(FINISHED))
+    return bool(self.latest and self.latest.get(checkpoints.FINISHED))
 
   @property
   def history(self) -> dict[str, list[Any]]:
@@ -120,24 +122,31 @@ def flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
 
 
 def experiment_changes(saved: dict[str, Any], config: dict[str, Any]) -> dict[str, tuple]:
-  """The keys that define the experiment (all but RESUMABLE_KEYS) whose values differ between a
-  run folder's saved config and `config`: {key: (saved value, new value)}."""
+  """The keys that define the experiment (all but naming.RESUMABLE_KEYS) whose values differ
+  between a run folder's saved config and `config`: {key: (saved value, new value)}."""
   old = {**KEYS_ADDED_LATER, **flatten(saved)}
   new = flatten(json.loads(json.dumps(config)))
   missing = '(absent)'
   return {key: (old.get(key, missing), new.get(key, missing))
           for key in sorted(set(old) | set(new))
           if old.get(key, missing) != new.get(key, missing)
-          and not any(key == k or (k.endswith('.') and key.startswith(k))
-                      for k in RESUMABLE_KEYS)}
+          and not naming.is_resumable(key)}
 
 
 def is_run_folder(path: str | os.PathLike) -> bool:
-  return (paths.Path(path) / CONFIG_FILE).is_file()
+  """A run's folder or a run's record."""
+  return (paths.Path(path) / CONFIG_FILE).is_file() or is_record(path)
+
+
+def is_record(path: str | os.PathLike) -> bool:
+  return (paths.Path(path) / RECORD_FILE).is_file()
 
 
 def read_run(workdir: str) -> Run:
-  """The run in `workdir`; a folder without checkpoints gives a Run with no metrics."""
+  """The run in `workdir`, a run folder or a record; a folder without checkpoints gives a Run
+  with no metrics."""
+  if is_record(workdir):
+    return _read_record(workdir)
   config = json.loads((paths.Path(workdir) / CONFIG_FILE).read_text())
   if not (isinstance(config, dict) and isinstance(config.get('dataset'), dict)
           and isinstance(config.get('model'), dict)):
@@ -160,6 +169,8 @@ def conv1_kernel(run: Run) -> Any:
   before its first checkpoint. What Figure 3 draws and claim C8 measures."""
   if run.latest_step is None:
     return None
+  if is_record(run.workdir):
+    return _recorded_kernels(run.workdir)['trained']
   return _conv1_kernel(run.workdir, run.latest_step)
 
 
@@ -182,6 +193,8 @@ def initial_conv1_kernel(run: Run) -> Any:
   out."""
   if run.latest_step is None:
     return None
+  if is_record(run.workdir):
+    return _recorded_kernels(run.workdir)['initial']
   return _initial_conv1_kernel(run.workdir, run.latest_step,
                                json.dumps(run.config, sort_keys=True))
 
@@ -201,6 +214,55 @@ def _initial_conv1_kernel(workdir: str, latest_step: int, config_json: str) -> n
   params_key, _ = models.seed_keys(config['seed'])
   init = jax.jit(lambda: models.init_params(model, image_shape, params_key)['conv1']['kernel'])
   return np.asarray(init())
+
+
+def write_record(run: Run, destination: str) -> None:
+  """Writes the record of `run` (read from its folder) into the folder `destination`: its
+  config, latest step, latest and best metrics (with the per-epoch history and the commit each
+  epoch ran; the keys only a resume reads left out) in RECORD_FILE, and its conv1 kernels,
+  trained and initial, in KERNELS_FILE. Only a finished run has a record."""
+  if not run.finished:
+    raise UserInputError(f'{run.workdir}: the run is not finished (latest step '
+                         f'{run.latest_step}); only a finished run is recorded.')
+
+  def result(metrics):
+    return None if metrics is None else {
+        k: v for k, v in metrics.items() if k not in checkpoints.RESUME_ONLY_KEYS}
+
+  record = {'format': RECORD_FORMAT, 'config': run.config, 'latest_step': run.latest_step,
+            'latest': result(run.latest), 'best': result(run.best)}
+  kernels = io.BytesIO()
+  np.savez(kernels, trained=conv1_kernel(run), initial=initial_conv1_kernel(run))
+  paths.Path(destination).mkdir(parents=True, exist_ok=True)
+  paths.write_bytes(paths.join(destination, KERNELS_FILE), kernels.getvalue())
+  _write_record_file(destination, record)  # Last: a folder with a record file is whole.
+
+
+def add_evaluation(folder: str, evaluation: dict[str, Any]) -> None:
+  """Adds `evaluation` (one row of alexnet_jax.evaluate) to the record in `folder`."""
+  if not is_record(folder):
+    raise UserInputError(f'{folder}: not a run record (no {RECORD_FILE}).')
+  record = json.loads((paths.Path(folder) / RECORD_FILE).read_text())
+  record.setdefault('evaluations', []).append(evaluation)
+  _write_record_file(folder, record)
+
+
+def _write_record_file(folder: str, record: dict[str, Any]) -> None:
+  paths.write_text(paths.join(folder, RECORD_FILE),
+                   json.dumps(record, indent=1, sort_keys=True) + '\n')
+
+
+def _read_record(folder: str) -> Run:
+  record = json.loads((paths.Path(folder) / RECORD_FILE).read_text())
+  if not isinstance(record, dict) or record.get('format') != RECORD_FORMAT:
+    raise ValueError(f'its {RECORD_FILE} is not a run record of format {RECORD_FORMAT}')
+  return Run(folder, record['config'], record['latest_step'], record['latest'], record['best'])
+
+
+@functools.lru_cache(maxsize=None)
+def _recorded_kernels(folder: str) -> dict[str, np.ndarray]:
+  with (paths.Path(folder) / KERNELS_FILE).open('rb') as f:
+    return dict(np.load(io.BytesIO(f.read())))
 
 
 def find_runs(root: str) -> list[str]:

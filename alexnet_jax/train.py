@@ -33,13 +33,6 @@ from alexnet_jax import validation
 from alexnet_jax.errors import DiskFullError, Interrupted, NonFiniteError, UserInputError
 
 BOTH_AXES = (parallel.DATA_AXIS, parallel.MODEL_AXIS)
-# The per-epoch curves kept in each checkpoint's metrics (checkpoints.HISTORY).
-# The key, in a mid-epoch checkpoint's metrics, of every process's input position.
-INPUT_POSITIONS = 'input_positions'
-# The key, in the metrics of a checkpoint written when a signal stopped an evaluation: True.
-EVAL_PENDING = 'eval_pending'
-HISTORY_KEYS = ('epoch', 'train_epoch_loss', 'train_epoch_error', 'eval_loss', 'eval_top1_error',
-                'eval_top5_error', 'eval_10crop_top1_error', 'eval_10crop_top5_error', 'commit')
 
 
 @flax.struct.dataclass
@@ -344,7 +337,7 @@ class RunContext:
 @dataclasses.dataclass(frozen=True)
 class Progress:
   """Where a run stands: its state, the step reached, the metrics of its last log or
-  evaluation (with run_folder.FINISHED) and its per-epoch curves, kept in every checkpoint."""
+  evaluation (with checkpoints.FINISHED) and its per-epoch curves, kept in every checkpoint."""
   state: TrainState
   step: int
   last_metrics: dict[str, Any]
@@ -357,7 +350,7 @@ class Progress:
 
   @property
   def finished(self) -> bool:
-    return bool(self.last_metrics.get(run_folder.FINISHED))
+    return bool(self.last_metrics.get(checkpoints.FINISHED))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -505,16 +498,16 @@ def _restore(config: ml_collections.ConfigDict, manager: Any, fresh_state: Train
     last_metrics = dict(manager.metrics(restored_step) or {})
   history: dict[str, list[Any]] = last_metrics.pop(checkpoints.HISTORY, {})
   last_metrics.pop(checkpoints.DIGEST, None)  # Each save computes its own.
-  positions = last_metrics.pop(INPUT_POSITIONS, None)
-  eval_pending = bool(last_metrics.pop(EVAL_PENDING, False))
+  positions = last_metrics.pop(checkpoints.INPUT_POSITIONS, None)
+  eval_pending = bool(last_metrics.pop(checkpoints.EVAL_PENDING, False))
   step = int(state.step)
-  last_metrics[run_folder.FINISHED] = not eval_pending and (step >= total_steps or (
+  last_metrics[checkpoints.FINISHED] = not eval_pending and (step >= total_steps or (
       step % steps_per_epoch == 0 and
       reached_train_error(config, (history.get('train_epoch_error') or [None])[-1])))
   if restored is not None:
     logging.info('Resumed from the checkpoint at step %d (epoch %.2f)%s.', restored_step,
                  restored_step / steps_per_epoch,
-                 ': the run is already finished' if last_metrics[run_folder.FINISHED] else '')
+                 ': the run is already finished' if last_metrics[checkpoints.FINISHED] else '')
   position = positions[jax.process_index()] if positions and step % steps_per_epoch else None
   if eval_pending:
     logging.info('The evaluation of epoch %d was stopped by a signal: evaluating it first.',
@@ -530,7 +523,8 @@ def _save(run: RunContext, progress: Progress,
   if run.manager.latest_step() != progress.step:  # Stopped right after a resume: saved already.
     metrics = {**progress.last_metrics, checkpoints.HISTORY: progress.history}
     if progress.input_position is not None:  # Every process's, for its own resume.
-      metrics[INPUT_POSITIONS] = parallel.gather_from_processes(progress.input_position)
+      metrics[checkpoints.INPUT_POSITIONS] = parallel.gather_from_processes(
+          progress.input_position)
     run.manager.wait_until_finished()  # The previous save's outcome, and its disk space.
     checkpoints.check_space(run.workdir, progress.state, _committed_step(run.workdir))
     run.writer.flush()  # The metrics up to this step are stored before the checkpoint is.
@@ -625,7 +619,8 @@ def _end_epoch(run: RunContext, progress: Progress) -> Progress:
                             run.mesh, stop_requested)
     if eval_metrics is None:  # Stopped promptly: the trained step is kept, evaluated on resume.
       if not progress.eval_pending:
-        _save(run, Progress(state, step, {**last_metrics, EVAL_PENDING: True}, history), [])
+        _save(run, Progress(state, step, {**last_metrics, checkpoints.EVAL_PENDING: True},
+                            history), [])
       raise Interrupted(signal_number, step)
     last_metrics.update(eval_metrics)
     epoch_record.update(eval_metrics)
@@ -637,10 +632,10 @@ def _end_epoch(run: RunContext, progress: Progress) -> Progress:
                  '%.4f%s (%d examples)', epoch_done, last_metrics['train_error'],
                  eval_metrics['eval_loss'], eval_metrics['eval_top1_error'],
                  eval_metrics['eval_top5_error'], ten_crop, eval_metrics['eval_examples'])
-  for key in HISTORY_KEYS:  # None where this epoch was not evaluated.
+  for key in checkpoints.HISTORY_KEYS:  # None where this epoch was not evaluated.
     history.setdefault(key, []).append(epoch_record.get(key))
   run.writer.write(step, epoch_record)
-  last_metrics[run_folder.FINISHED] = is_last
+  last_metrics[checkpoints.FINISHED] = is_last
   if progress.eval_pending:  # This checkpoint replaces the one that awaited the evaluation.
     run.manager.wait_until_finished()
     run.manager.delete(step)

@@ -4,6 +4,9 @@ r"""Runs a config's sweep on this machine: finished runs are skipped, unfinished
       --config.dataset.name=image_folder --config.dataset.data_dir=$HOME/data/cifar10
 
 --run=NAME (repeatable) runs only the named runs, e.g. one ablation and its baseline.
+--record=results/NAME writes each run's record there as soon as it finishes (what `report`
+reads, committed to the repository) and skips the runs recorded there already: the same command
+continues a sweep on a new machine, where the run folders of the last one are gone.
 One run at a time by default; --parallel=N runs N at once, and on a GPU machine each gets its own
 --gpus_per_run GPUs (CUDA_VISIBLE_DEVICES). Ctrl-C (or SIGTERM) reaches the runs too: each
 writes a checkpoint and stops, and the next invocation resumes them.
@@ -21,8 +24,11 @@ from alexnet_jax import run_folder
 from launch import sweep
 
 
-def status(workdir: str) -> str:
-  """'finished', 'resumes at step N' or 'new'."""
+def status(workdir: str, record: str = '') -> str:
+  """'recorded' (its record is in the folder `record`), 'finished', 'resumes at step N' or
+  'new'."""
+  if record and run_folder.is_record(record):
+    return 'recorded'
   if not run_folder.is_run_folder(workdir):
     return 'new'
   run = run_folder.read_run(workdir)
@@ -48,17 +54,36 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument('--parallel', type=int, default=1, help='Runs at once.')
   parser.add_argument('--gpus_per_run', type=int, default=0,
                       help='GPUs given to each run (CUDA_VISIBLE_DEVICES); 0 leaves them alone.')
+  parser.add_argument('--record', default='',
+                      help="Write each finished run's record to RECORD/<run name> (e.g. "
+                      'results/NAME) and skip the runs recorded there.')
   parser.add_argument('--log_dir', default='',
                       help="Where each run's output goes, as <run name>.txt; default: log.txt in "
                       'its workdir, or ./logs when ROOT is a URI (a process cannot append to '
                       'an object).')
   args = parser.parse_args(argv)
   runs = sweep.expand(args.config, args.root, args.extra_flags, only=args.run)
-  todo = []
+  record_root = paths.absolute(args.record) if args.record else ''
+
+  def record_of(run):
+    return paths.join(record_root, run.name) if record_root else ''
+
+  def write_record(run):
+    # The record of a finished run, by the report's own exporter.
+    if not record_root or args.dry_run or status(run.workdir) != 'finished':
+      return
+    export = subprocess.run([sys.executable, '-m', 'alexnet_jax.report', run.workdir,
+                             f'--export={record_root}'], cwd=sweep.REPO)
+    if export.returncode != 0:
+      failed.append(f'{run.name} (its record)')
+
+  todo, failed = [], []
   for run in runs:
-    state = status(run.workdir)
+    state = status(run.workdir, record_of(run))
     print(f'{run.name}: {state}', flush=True)
-    if state != 'finished':
+    if state == 'finished':
+      write_record(run)
+    elif state != 'recorded':
       todo.append(run)
   if args.dry_run:
     for run in todo:
@@ -74,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
   previous_handler = signal.signal(signal.SIGTERM, stop_runs)
   slots = list(range(args.parallel))  # Free slots; slot i owns GPUs [i*k, (i+1)*k).
   running: list[tuple[subprocess.Popen, sweep.Run, int]] = []
-  failed = []
   try:
     while todo or running:
       while todo and slots:
@@ -96,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
           print(f'{run.name}: exited with {process.returncode}', flush=True)
           if process.returncode != 0:
             failed.append(run.name)
+          else:
+            write_record(run)
   except KeyboardInterrupt:
     print('Interrupted: waiting for the runs to write their checkpoints.', flush=True)
     for process, _, _ in running:

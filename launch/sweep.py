@@ -1,13 +1,13 @@
 """A config's sweep: its runs, each named after its overrides, and their command lines."""
 
 import dataclasses
-import importlib.util
 import os
-import re
 import sys
 from typing import Any, Sequence
 
+from alexnet_jax import naming
 from alexnet_jax import paths
+from alexnet_jax.naming import flag_value, run_name
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,22 +20,9 @@ class Run:
   command: list[str]  # Run from the repository root.
 
 
-def flag_value(value: Any) -> str:
-  """A config value as ml_collections parses it back from the command line."""
-  if isinstance(value, (tuple, list)):
-    return '(' + ','.join(flag_value(v) for v in value) + (',)' if len(value) == 1 else ')')
-  return str(value)
-
-
 # A sweep entry's key that names the variant of its config file the run takes (e.g. C2's 13%
 # and 11% nets); every other key is a config override.
 VARIANT = 'variant'
-
-
-def run_name(overrides: dict[str, Any]) -> str:
-  """'activation=tanh,learning_rate=0.001,seed=0': each key's last part, in the sweep's order."""
-  parts = [f'{key.rsplit(".", 1)[-1]}={flag_value(value)}' for key, value in overrides.items()]
-  return re.sub(r'[^A-Za-z0-9_.,=()+-]', '_', ','.join(parts)) or 'default'
 
 
 def load_sweep(config: str) -> list[dict[str, Any]]:
@@ -43,11 +30,7 @@ def load_sweep(config: str) -> list[dict[str, Any]]:
   path, _, variant = config.partition(':')
   if not os.path.isfile(path):
     raise SystemExit(f'error: --config={config}: no such file {path!r}.')
-  if REPO not in sys.path:
-    sys.path.insert(0, REPO)  # The configs import each other as `configs.*`.
-  spec = importlib.util.spec_from_file_location(f'sweep_config_{os.getpid()}', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = naming.load_config_module(path)
   if not hasattr(module, 'get_sweep'):
     raise SystemExit(f'error: {path} defines no get_sweep().')
   return module.get_sweep(variant) if variant else module.get_sweep()

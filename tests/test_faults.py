@@ -321,7 +321,7 @@ def test_a_signal_during_evaluation_stops_it_promptly_and_the_resume_evaluates_f
   assert stop.value.step == 16
   assert stopped_after < 0.5 * evaluation_seconds, (stopped_after, evaluation_seconds)
   with checkpoints.create_manager(stopped, read_only=True) as manager:
-    assert manager.latest_step() == 16 and manager.metrics(16)[train.EVAL_PENDING]
+    assert manager.latest_step() == 16 and manager.metrics(16)[checkpoints.EVAL_PENDING]
   with caplog.at_level('INFO'):
     train.train_and_evaluate(config, stopped)
   assert 'The evaluation of epoch 1 was stopped by a signal: evaluating it first.' in caplog.text

@@ -4,6 +4,7 @@ import csv
 import dataclasses
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from alexnet_jax import checkpoints, claims, plots, run_folder, train, validation
+from alexnet_jax import checkpoints, claims, naming, plots, run_folder, train, validation
 from alexnet_jax.run_folder import Run
 from configs import cuda_convnet_cifar
 from launch import local, slurm, sweep
@@ -21,7 +22,7 @@ from tests.helpers import REPO, read_metrics, small_config
 
 CONFIGS = {  # config: (variants, runs in its sweep: one number for all, or one per variant)
     'default': (('imagenet', 'imagenette', 'imagenette_131'), 1),
-    'relu_vs_tanh': ((None,), 2),
+    'relu_vs_tanh': ((None, '18pct', 'figure1_net'), (6, 6, 2)),
     'lrn': (('imagenet', 'imagenette', 'cifar10'), 4),
     'overlapping_pooling': (('imagenet', 'imagenette'), 4),
     'pca_lighting': (('imagenet', 'imagenette'), 4),
@@ -47,7 +48,7 @@ def test_every_config_loads_and_its_sweep_expands(name):
     for run in runs:
       assert run.workdir == f'/sweeps/{run.name}'
       assert run.command[-1] == '--config.x=1'
-      assert all(f'--config.{k}={sweep.flag_value(v)}' in run.command
+      assert all(f'--config.{k}={naming.flag_value(v)}' in run.command
                  for k, v in run.overrides.items())
       assert 'seed=' in run.name
 
@@ -69,16 +70,16 @@ def test_a_sweep_narrowed_to_named_runs_keeps_its_order_and_rejects_an_unknown_n
 
 
 def test_run_names_and_flag_values():
-  assert sweep.run_name({'model.activation': 'tanh', 'learning_rate': 0.001, 'seed': 0}) == \
+  assert naming.run_name({'model.activation': 'tanh', 'learning_rate': 0.001, 'seed': 0}) == \
       'activation=tanh,learning_rate=0.001,seed=0'
-  assert sweep.flag_value((8, 8, 16)) == '(8,8,16)' and sweep.flag_value((4,)) == '(4,)'
+  assert naming.flag_value((8, 8, 16)) == '(8,8,16)' and naming.flag_value((4,)) == '(4,)'
 
 
 TINY_SWEEP = '''
 from configs import relu_vs_tanh
 
 def get_config():
-  config = relu_vs_tanh.get_config()
+  config = relu_vs_tanh.get_config('figure1_net')
   config.dataset.name = 'synthetic'
   config.dataset.synthetic_train_examples = 3200
   config.dataset.synthetic_eval_examples = 50
@@ -117,13 +118,17 @@ def test_local_sweep_runs_resumes_and_skips(tmp_path, capsys):
   assert local.status(first.workdir) == f'resumes at step {stopped_at}'
   assert local.status(second.workdir) == 'new'
 
-  assert local.main([f'--config={config}', f'--root={root}']) == 0
+  # Each run's record is written as it finishes (records/sweep: the root's own name, so that
+  # the report names the runs alike from either).
+  records = tmp_path / 'records' / 'sweep'
+  assert local.main([f'--config={config}', f'--root={root}', f'--record={records}']) == 0
   capsys.readouterr()
   log = open(os.path.join(first.workdir, 'log.txt')).read()
   assert f'Resumed from the checkpoint at step {stopped_at}' in log
   for run in (first, second):
     assert run_folder.read_run(run.workdir).finished
     assert run_folder.read_run(run.workdir).latest_step == 200
+    assert sorted(os.listdir(records / run.name)) == ['conv1_kernels.npz', 'record.json']
   modified = [os.path.getmtime(os.path.join(r.workdir, 'metrics.jsonl')) for r in (first, second)]
   assert local.main([f'--config={config}', f'--root={root}']) == 0
   said = capsys.readouterr().out
@@ -131,6 +136,22 @@ def test_local_sweep_runs_resumes_and_skips(tmp_path, capsys):
   assert 'started' not in said
   assert modified == [os.path.getmtime(os.path.join(r.workdir, 'metrics.jsonl'))
                       for r in (first, second)]
+  # The records give the report's tables and plots to the byte, and the same kernels.
+  assert report_output(records, tmp_path / 'plots_of_records') == \
+      report_output(root, tmp_path / 'plots_of_folders')
+  for name in os.listdir(tmp_path / 'plots_of_folders'):
+    assert (tmp_path / 'plots_of_records' / name).read_bytes() == \
+        (tmp_path / 'plots_of_folders' / name).read_bytes(), name
+  for kernel_of in (run_folder.conv1_kernel, run_folder.initial_conv1_kernel):
+    np.testing.assert_array_equal(kernel_of(run_folder.read_run(second.workdir)),
+                                  kernel_of(run_folder.read_run(str(records / 'seed=1'))))
+  # A recorded run is skipped even where its folder is gone (a new machine).
+  moved = shutil.move(first.workdir, tmp_path / 'first_run')
+  assert local.main([f'--config={config}', f'--root={root}', f'--record={records}']) == 0
+  said = capsys.readouterr().out
+  assert 'seed=0: recorded' in said and 'started' not in said
+  assert not os.path.exists(first.workdir)
+  shutil.move(moved, first.workdir)
 
   # The report reads both runs back; plant known metrics in a checkpoint of the second.
   manager = checkpoints.create_manager(second.workdir)
@@ -159,6 +180,15 @@ def test_local_sweep_runs_resumes_and_skips(tmp_path, capsys):
   assert figure1.shape[:2] == (320, 480)  # 6 x 4 inches at 80 dpi: small enough to commit.
   kernels = matplotlib.image.imread(str(tmp_path / 'plots' / 'conv1_seed=0.png'))
   assert kernels.shape[:2] == (7 * plots.KERNEL_SCALE, 49 * plots.KERNEL_SCALE)
+
+
+def report_output(root, plot_dir):
+  """What `report ROOT --format=csv --plot=PLOT_DIR` prints."""
+  result = subprocess.run([sys.executable, '-m', 'alexnet_jax.report', str(root), '--format=csv',
+                           f'--plot={plot_dir}'], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  return result.stdout
 
 
 def test_slurm_script_for_a_three_run_sweep(tmp_path):
