@@ -34,7 +34,7 @@ def main(argv: list[str]) -> None:
   input_pipeline.hide_accelerators_from_tensorflow()
   try:
     config = FLAGS.config.dataset
-    source = input_pipeline.create_source(config)
+    source = input_pipeline.create_source(config, with_eval=False)  # Only what it reads.
     stats = image_stats.compute(input_pipeline.decoded_batches(source.train, config,
                                                                batch_size=256))
   except UserInputError as e:

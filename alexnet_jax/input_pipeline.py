@@ -12,7 +12,9 @@ import concurrent.futures
 import dataclasses
 import math
 import re
-from typing import Any, Iterator, Sequence
+import socket
+import urllib.parse
+from typing import Any, Iterable, Iterator, Sequence
 
 import jax.numpy as jnp
 import ml_collections
@@ -42,7 +44,7 @@ class Split:
 class Source:
   num_classes: int
   train: Split
-  eval: Split
+  eval: Split | None  # None when the source was made for the training split only.
 
 
 # ---------------------------------------------------------------------------------- sources
@@ -98,13 +100,14 @@ def _list_images(split_dir: str, class_names: list[str],
 
 
 def _image_folder(config: ml_collections.ConfigDict, process_index: int,
-                  process_count: int) -> Source:
+                  process_count: int, with_eval: bool) -> Source:
   """DIR/split/class/image, classes named by the training split's folders, sorted.
 
-  Every split must have the same class folders, each with at least one image.
+  Every split read (the training split, and the evaluation split `with_eval`) must have the same
+  class folders, each with at least one image.
   """
-  split_dirs = {s: paths.join(config.data_dir, s) for s in (config.train_split,
-                                                            config.eval_split)}
+  splits = (config.train_split, config.eval_split) if with_eval else (config.train_split,)
+  split_dirs = {s: paths.join(config.data_dir, s) for s in splits}
   for split, split_dir in split_dirs.items():
     if not paths.Path(split_dir).is_dir():
       raise UserInputError(f'dataset.data_dir={config.data_dir!r} has no {split!r} split folder '
@@ -112,7 +115,7 @@ def _image_folder(config: ml_collections.ConfigDict, process_index: int,
   class_names = _class_folders(split_dirs[config.train_split])
   if not class_names:
     raise UserInputError(f'no class folders in {split_dirs[config.train_split]}.')
-  eval_classes = _class_folders(split_dirs[config.eval_split])
+  eval_classes = _class_folders(split_dirs[config.eval_split]) if with_eval else class_names
   if eval_classes != class_names:
     only_train = sorted(set(class_names) - set(eval_classes))
     only_eval = sorted(set(eval_classes) - set(class_names))
@@ -132,21 +135,45 @@ def _image_folder(config: ml_collections.ConfigDict, process_index: int,
                  process_sharded=process_sharded, paths=tuple(files[local]))
 
   return Source(len(class_names), split(config.train_split, process_sharded=False),
-                split(config.eval_split, process_sharded=True))
+                split(config.eval_split, process_sharded=True) if with_eval else None)
 
 
-def _tfds(config: ml_collections.ConfigDict, process_index: int, process_count: int) -> Source:
+def _unreachable_host(urls: Iterable[str], timeout_seconds: float = 5.0) -> str | None:
+  """The first host of `urls` that takes no connection within the timeout, or None."""
+  for url in urls:
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname:
+      continue
+    port = parts.port or (80 if parts.scheme == 'http' else 443)
+    try:
+      socket.create_connection((parts.hostname, port), timeout=timeout_seconds).close()
+    except OSError:
+      return parts.hostname
+  return None
+
+
+def _tfds(config: ml_collections.ConfigDict, process_index: int, process_count: int,
+          with_eval: bool) -> Source:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  def cannot_prepare(reason):
+    return UserInputError(
+        f'dataset.name={config.name!r} could not be prepared with TFDS in dataset.data_dir='
+        f'{config.data_dir!r} ({reason[:300]}). Offline, use dataset.name=image_folder or '
+        'synthetic.')
 
   try:
     builder = tfds.builder(config.name, data_dir=config.data_dir)
+    if not builder.is_prepared():
+      unreachable = _unreachable_host(builder.url_infos or {})
+      if unreachable:  # TFDS would retry its download for minutes before saying so.
+        raise cannot_prepare(f'its download needs {unreachable}, which cannot be reached')
     builder.download_and_prepare()  # A no-op when prepared; imagenet2012 needs its manual_dir.
+  except UserInputError:
+    raise
   except Exception as e:  # pylint: disable=broad-except
-    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise UserInputError(
-        f'dataset.name={config.name!r} could not be prepared with TFDS in dataset.data_dir='
-        f'{config.data_dir!r} ({reason[:300]}). Offline, use dataset.name=image_folder or '
-        'synthetic.') from e
+    raise cannot_prepare(str(e).strip().splitlines()[0] if str(e).strip()
+                         else type(e).__name__) from e
 
   def split(name):
     local_name = tfds.even_splits(name, n=process_count)[process_index]
@@ -157,7 +184,7 @@ def _tfds(config: ml_collections.ConfigDict, process_index: int, process_count: 
                  builder.info.splits[name].num_examples, decoded=False, process_sharded=True)
 
   return Source(builder.info.features['label'].num_classes,
-                split(config.train_split), split(config.eval_split))
+                split(config.train_split), split(config.eval_split) if with_eval else None)
 
 
 def synthetic_images(num_examples: int, num_classes: int, image_size: int,
@@ -192,8 +219,9 @@ def _synthetic(config: ml_collections.ConfigDict, process_index: int,
 
 
 def create_source(config: ml_collections.ConfigDict, process_index: int = 0,
-                  process_count: int = 1) -> Source:
-  """The dataset named by `config.name` (a `config.dataset` block)."""
+                  process_count: int = 1, with_eval: bool = True) -> Source:
+  """The dataset named by `config.name` (a `config.dataset` block); its evaluation split too
+  unless `with_eval` is False (dataset_stats reads the training split only)."""
   if config.name not in ('synthetic',) and config.data_dir is not None \
       and not paths.Path(config.data_dir).is_dir():
     raise UserInputError(f'dataset.data_dir={config.data_dir!r} does not exist.')
@@ -202,8 +230,8 @@ def create_source(config: ml_collections.ConfigDict, process_index: int = 0,
   if config.name == 'image_folder':
     if config.data_dir is None:
       raise UserInputError('dataset.name=image_folder needs dataset.data_dir=PATH.')
-    return _image_folder(config, process_index, process_count)
-  return _tfds(config, process_index, process_count)
+    return _image_folder(config, process_index, process_count, with_eval)
+  return _tfds(config, process_index, process_count, with_eval)
 
 
 # ----------------------------------------------------------------------------- preprocessing

@@ -1,7 +1,11 @@
 r"""Trains a config into a workdir, resuming from the workdir's latest checkpoint.
 
-  python -m alexnet_jax.main --config=configs/relu_vs_tanh.py --workdir=/tmp/c1 \
+  python -m alexnet_jax.main --config=configs/relu_vs_tanh.py [--workdir=DIR] \
       [--config.KEY=VALUE ...]
+
+Without --workdir the run goes to runs/<config>/<variant>/<its overrides> under the current
+folder (alexnet_jax.naming.default_workdir), named in the first line of the log, so that the
+same command resumes it.
 """
 
 import logging
@@ -13,19 +17,20 @@ from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from alexnet_jax import errors, quiet
+from alexnet_jax import errors, naming, quiet
 from alexnet_jax.errors import DiskFullError, Interrupted, NonFiniteError, UserInputError
 
 FLAGS = flags.FLAGS
 EXIT_BAD_INPUT = errors.EXIT_BAD_INPUT
 EXIT_NOT_FINITE = 3
-flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and logs.')
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and logs; default: '
+                    'runs/<config>/<variant>/<overrides> under the current folder.')
 flags.DEFINE_bool('allow_changed_config', False,
                   'Resume a workdir although the config differs from the one that wrote it in '
                   'keys that define the experiment (model, data, optimizer, schedule).')
 config_flags.DEFINE_config_file('config', None, 'An ml_collections config file.',
                                 lock_config=True)
-flags.mark_flags_as_required(['config', 'workdir'])
+flags.mark_flags_as_required(['config'])
 
 
 def _quiet_orbax(record: logging.LogRecord) -> bool:
@@ -35,6 +40,15 @@ def _quiet_orbax(record: logging.LogRecord) -> bool:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  workdir = FLAGS.workdir
+  if workdir is None:
+    workdir = naming.default_workdir(config_flags.get_config_filename(FLAGS['config']),
+                                     config_flags.get_override_values(FLAGS['config']))
+  elif not workdir.strip():  # --workdir=$UNSET: not the current folder.
+    print("error: --workdir='' is empty; give a folder, or leave the flag out for "
+          f'{naming.DEFAULT_ROOT}/<config>/<variant>/<overrides>.', file=sys.stderr)
+    sys.exit(EXIT_BAD_INPUT)
+  absl_logging.info('Run folder: %s', workdir)
   # Imported here so that --help and flag errors do not wait for JAX and TensorFlow.
   quiet.import_tensorflow()
   import jax  # pylint: disable=g-import-not-at-top
@@ -53,7 +67,7 @@ def main(argv: list[str]) -> None:
                         jax.process_count(), started)
     if jax.process_index() != 0:  # Process 0 speaks for the run.
       absl_logging.set_verbosity(absl_logging.WARNING)
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir,
+    train.train_and_evaluate(FLAGS.config, workdir,
                              allow_changed_config=FLAGS.allow_changed_config)
   except (UserInputError, NonFiniteError, DiskFullError) as e:
     print(f'error: {e}', file=sys.stderr)

@@ -17,7 +17,7 @@ from alexnet_jax import checkpoints
 from configs import relu_vs_tanh
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Tests that repeat what another test or a README measurement already holds, at a cost CI's
+# Tests that repeat what another test or a measurement in docs/ already holds, at a cost CI's
 # 15 minutes cannot spare: run with ALEXNET_SLOW_TESTS=1.
 slow = pytest.mark.skipif(not os.environ.get('ALEXNET_SLOW_TESTS'),
                           reason='slow; set ALEXNET_SLOW_TESTS=1 to run it')
@@ -27,7 +27,7 @@ SMALL_ALEXNET = dict(conv_features=(16, 32, 48, 48, 32), fc_features=(64, 64))
 
 def small_config(**overrides):
   """The Figure-1 net on the synthetic task: 512 training and 100 evaluation images."""
-  config = relu_vs_tanh.get_config()
+  config = relu_vs_tanh.get_config('figure1_net')
   config.dataset.name = 'synthetic'
   config.dataset.synthetic_train_examples = 512
   config.dataset.synthetic_eval_examples = 100
@@ -74,7 +74,7 @@ def send_signal_after_step(workdir, step, signal_number=signal.SIGTERM):
   return thread
 
 
-def run_main(*args, env=None, config='configs/relu_vs_tanh.py', wait=True):
+def run_main(*args, env=None, config='configs/relu_vs_tanh.py:figure1_net', wait=True):
   """`python -m alexnet_jax.main --config=CONFIG ARGS` from the repository; `env` changes its
   environment (None removes a variable). The finished process, or with wait=False the running
   one (its output piped)."""

@@ -189,7 +189,8 @@ def test_figure1_variant_is_the_18pct_net_without_regularization():
   assert c1['weight_decay'] == 0 and c1['layer_weight_decay'] == ()
   assert c1['model.dropout_rate'] == 0 and not c1['dataset.random_crop'] \
       and not c1['dataset.random_flip'] and not c1['dataset.pca_lighting']
-  assert relu_vs_tanh.get_config().model.name == 'cifar_net'  # Today's net stays the default.
+  # The used-by command's net is the one that reproduces Figure 1 here.
+  assert relu_vs_tanh.get_config().model.layer_file == 'layers-18pct.cfg'
 
 
 def test_per_layer_weight_decay_and_rate_follow_the_layer_params():

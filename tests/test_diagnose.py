@@ -77,7 +77,7 @@ def test_split_labels_keeps_each_class_in_its_own_block():
 
 def _diagnose(*args):
   return subprocess.run(
-      [sys.executable, '-m', 'alexnet_jax.diagnose', '--config=configs/relu_vs_tanh.py',
+      [sys.executable, '-m', 'alexnet_jax.diagnose', '--config=configs/relu_vs_tanh.py:figure1_net',
        '--config.dataset.name=synthetic', '--config.dataset.synthetic_train_examples=128',
        '--config.dataset.cache=False', '--config.model.conv_features=(8,8,16)',
        '--config.model.fc_features=(32,)', '--config.batch_size=32', '--config.mesh.data=1',

@@ -190,7 +190,7 @@ def test_ten_crops_are_the_corners_the_centre_and_their_mirrors():
 
 
 def _batch(config, **kw):
-  source = input_pipeline.create_source(config)
+  source = input_pipeline.create_source(config, with_eval=False)  # Training batches only.
   return next(input_pipeline.train_epoch(source, config, global_batch_size=16, seed=0, epoch=0,
                                          num_batches=1, **kw))
 
@@ -241,18 +241,19 @@ def test_a_jpeg_training_crop_equals_rescaling_then_cropping(tmp_path):
 
 
 def test_dataset_stats_command_and_the_mean_image(tmp_path):
-  root = write_image_folder(str(tmp_path / 'data'), size=(12, 10))
+  # A training split only: the statistics read nothing else (no evaluation split is needed).
+  root = write_image_folder(str(tmp_path / 'data'), splits=('train',), size=(12, 10))
   output = str(tmp_path / 'stats.json')
   result = subprocess.run(
       [sys.executable, '-m', 'alexnet_jax.dataset_stats', '--config=configs/default.py',
        '--config.dataset.name=image_folder', f'--config.dataset.data_dir={root}',
-       '--config.dataset.eval_split=test', '--config.dataset.image_size=8',
-       f'--output={output}'], cwd=REPO, capture_output=True, text=True, timeout=120)
+       '--config.dataset.image_size=8', f'--output={output}'], cwd=REPO, capture_output=True,
+      text=True, timeout=120)
   assert result.returncode == 0, result.stderr[-2000:]
   config = _dataset_config(data_dir=root, stats_file=output, mean='image', random_crop=False,
                            random_flip=False, pca_lighting=False)
   squares = np.concatenate(list(input_pipeline.decoded_batches(
-      input_pipeline.create_source(config).train, config, batch_size=4)))
+      input_pipeline.create_source(config, with_eval=False).train, config, batch_size=4)))
   assert squares.shape == (15, 8, 8, 3)
   pixels = squares.reshape(-1, 3).astype(np.float64) / 255
   eigenvalues, eigenvectors = np.linalg.eigh(np.cov(pixels, rowvar=False, bias=True))

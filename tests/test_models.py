@@ -70,7 +70,7 @@ def test_one_tower_nets():
 
 
 def test_cifar_net_shapes():
-  config = relu_vs_tanh.get_config()
+  config = relu_vs_tanh.get_config('figure1_net')
   model = models.create_model(config.model, 10)
   params = jax.eval_shape(lambda: model.init({'params': jax.random.PRNGKey(0)},
                                              jnp.zeros((1, 32, 32, 3)), train=False))['params']
@@ -80,7 +80,7 @@ def test_cifar_net_shapes():
 
 
 def test_cifar_net_on_micro_batches_computes_the_same_numbers():
-  config = relu_vs_tanh.get_config()
+  config = relu_vs_tanh.get_config('figure1_net')
   config.model.conv_features = (8, 8, 16)
   config.model.lrn = True
   config.model.cpu_micro_batch = 4
@@ -242,7 +242,7 @@ def test_init_std_overrides_set_those_layers_std():
     want = 0.03 if name in ('conv3', 'conv4', 'conv5') else 0.01
     assert abs(float(jnp.std(params['params'][name]['kernel'])) - want) < 0.1 * want, name
   # The CIFAR net's layers too (the 2012 code's CIFAR net drew conv1 at 1e-4).
-  config = relu_vs_tanh.get_config()
+  config = relu_vs_tanh.get_config('figure1_net')
   config.model.init_std_overrides = (('conv1', 1e-4),)
   model = models.create_model(config.model, 10)
   params = model.init({'params': jax.random.PRNGKey(0)}, jnp.zeros((1, 32, 32, 3)), train=False)

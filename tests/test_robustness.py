@@ -46,7 +46,7 @@ def test_sigterm_checkpoints_and_the_resumed_run_equals_the_uninterrupted_one(tm
 def test_sigterm_ends_the_process_cleanly_with_a_checkpoint(tmp_path):
   workdir = tmp_path / 'run'
   process = subprocess.Popen(
-      [sys.executable, '-m', 'alexnet_jax.main', '--config=configs/relu_vs_tanh.py',
+      [sys.executable, '-m', 'alexnet_jax.main', '--config=configs/relu_vs_tanh.py:figure1_net',
        f'--workdir={workdir}', '--config.dataset.name=synthetic',
        '--config.dataset.synthetic_train_examples=20000', '--config.batch_size=16',
        '--config.model.conv_features=(8,8,16)', '--config.log_every_steps=1',
