@@ -223,8 +223,8 @@ class StepReport:
   output_bytes: int
   alias_bytes: int
   temp_bytes: int
-  flops: float
-  bytes_accessed: float
+  flops: float | None  # None where the compiler gives no count (the GPU compiler).
+  bytes_accessed: float | None
   collectives: collections.Counter
   batch_size: int
 
@@ -234,12 +234,29 @@ class StepReport:
     place of donated inputs) and its temporaries."""
     return self.argument_bytes + self.output_bytes - self.alias_bytes + self.temp_bytes
 
+  def compute_seconds(self, chip: Chip) -> float:
+    return (self.flops or 0.0) / chip.peak_flops
+
+  def memory_seconds(self, chip: Chip) -> float:
+    return (self.bytes_accessed or 0.0) / chip.hbm_bytes_per_s
+
   def bound_seconds(self, chip: Chip) -> float:
-    return max(self.flops / chip.peak_flops, self.bytes_accessed / chip.hbm_bytes_per_s)
+    """The step's floor from its counts; 0 when the compiler gave none."""
+    return max(self.compute_seconds(chip), self.memory_seconds(chip))
+
+
+def _known(value: float | None, scale: float, digits: int) -> str:
+  """`value / scale` to `digits` decimals, or 'n/a' where the compiler gave no count."""
+  return 'n/a' if value is None else f'{value / scale:.{digits}f}'
 
 
 def _size(num_bytes: float) -> str:
   return f'{num_bytes / GIB:.2f} GiB' if num_bytes >= GIB / 10 else f'{num_bytes / 2**20:.1f} MiB'
+
+
+def _count(cost: dict[str, Any], key: str) -> float | None:
+  """A count of XLA's cost analysis; None where it has none (not 0: unknown is not zero)."""
+  return float(cost[key]) if cost.get(key) is not None else None
 
 
 def analyse(name: str, lowered: Any, compiled: Any, compile_seconds: float,
@@ -250,16 +267,15 @@ def analyse(name: str, lowered: Any, compiled: Any, compile_seconds: float,
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return StepReport(name, compile_seconds, memory.argument_size_in_bytes,
                     memory.output_size_in_bytes, memory.alias_size_in_bytes,
-                    memory.temp_size_in_bytes, float(cost.get('flops', 0.0)),
-                    float(cost.get('bytes accessed', 0.0)),
+                    memory.temp_size_in_bytes, _count(cost, 'flops'),
+                    _count(cost, 'bytes accessed'),
                     collectives(compiled.as_text(), mesh_shape), batch_size)
 
 
 def describe(step: StepReport, chip: Chip) -> str:
   """The lines compile_check prints for one step."""
   bound = step.bound_seconds(chip)
-  limit = 'compute' if step.flops / chip.peak_flops >= step.bytes_accessed / chip.hbm_bytes_per_s \
-      else 'HBM bandwidth'
+  limit = 'compute' if step.compute_seconds(chip) >= step.memory_seconds(chip) else 'HBM bandwidth'
   by_kind = collections.defaultdict(list)
   for (kind, axis, layer), count in sorted(step.collectives.items()):
     by_kind[(kind, axis)].append(f'{layer} x{count}' if count > 1 else layer)
@@ -269,7 +285,8 @@ def describe(step: StepReport, chip: Chip) -> str:
            f'({_size(step.alias_bytes)} of them in donated inputs), temporaries '
            f'{_size(step.temp_bytes)}; {_size(step.total_bytes)} of '
            f'{_size(chip.hbm_bytes)} HBM ({step.total_bytes / chip.hbm_bytes:.1%})',
-           f'  work: {step.flops / 1e9:.2f} GFLOP, {step.bytes_accessed / 1e9:.3f} GB accessed',
+           f'  work: {_known(step.flops, 1e9, 2)} GFLOP, {_known(step.bytes_accessed, 1e9, 3)} GB '
+           'accessed',
            '  collectives: ' + ('; '.join(
                f'{kind} on {axis!r} x{totals[(kind, axis)]} ({", ".join(names)})'
                for (kind, axis), names in by_kind.items()) or 'none'),
@@ -292,7 +309,7 @@ def markdown_row(config_name: str, topology: str, mesh_shape: tuple[int, int], d
   return (f'| {config_name} | {topology} | ({mesh_shape[0]}, {mesh_shape[1]}) | {step.batch_size} '
           f'| {dtype} | {step.name} | {_size(step.argument_bytes)} | {_size(step.temp_bytes)} | '
           f'{_size(step.total_bytes)} ({step.total_bytes / chip.hbm_bytes:.0%}) | '
-          f'{step.flops / 1e9:.1f} | {step.bytes_accessed / 1e9:.2f} | '
+          f'{_known(step.flops, 1e9, 1)} | {_known(step.bytes_accessed, 1e9, 2)} | '
           + ', '.join(f'{n} {kind} {axis}'
                       for (kind, axis), n in sorted(_collective_totals(step).items()))
           + (f' | {bound * 1e3:.2f} ms, {step.batch_size / bound:,.0f} img/s |' if bound

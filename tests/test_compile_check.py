@@ -3,6 +3,8 @@ train step of a small two-tower AlexNet for a v5e 2x2 slice on this CPU-only mac
 compile runs in a subprocess, as the command does, so that libtpu never loads into the test
 process."""
 
+import collections
+import dataclasses
 import importlib.util
 import json
 import subprocess
@@ -25,11 +27,14 @@ SMALL_ALEXNET = ['--config.model.conv_features=(16,32,48,48,32)',
 
 
 def _compile(*configs: tuple[str, ...]) -> list[dict]:
-  """The train step of each (CONFIG, statement on `config`, ...), configs/CONFIG.py changed by
-  those statements, compiled for v5e 2x2 in one subprocess: what compile_check measured."""
+  """The train step of each (CONFIG[:VARIANT], statement on `config`, ...), configs/CONFIG.py
+  changed by those statements, compiled for v5e 2x2 in one subprocess: what compile_check
+  measured."""
   builds = '\n'.join(
-      f'config = {name}.get_config()\nconfig.dataset.name = "synthetic"\n'
-      + '\n'.join(settings) + '\nconfigs.append(config)' for name, *settings in configs)
+      f'config = {name.partition(":")[0]}.get_config('
+      f'{repr(name.partition(":")[2]) if ":" in name else ""})\n'
+      'config.dataset.name = "synthetic"\n' + '\n'.join(settings) + '\nconfigs.append(config)'
+      for name, *settings in configs)
   code = f'''
 import json
 from alexnet_jax import compile_check
@@ -70,11 +75,11 @@ def test_the_train_step_compiles_for_a_tpu_slice_with_the_designed_collectives()
   assert 0 < step['arguments'] < step['total'] < step['hbm'] and step['flops'] > 0
 
 
-@slow  # 40 s of TPU compiles; the README's table shows the same on the paper's net.
+@slow  # 40 s of TPU compiles; docs/accelerators.md's table shows the same on the paper's net.
 def test_bfloat16_halves_the_activations_not_the_parameters():
   """The Figure-1 net on one chip at a batch whose float32 activations outgrow the chip's
   on-chip memory (measured: 65.9 MiB of HBM temporaries in float32, 2.0 in bfloat16)."""
-  cifar = ('relu_vs_tanh', 'config.mesh.data = 1', 'config.batch_size = 512')
+  cifar = ('relu_vs_tanh:figure1_net', 'config.mesh.data = 1', 'config.batch_size = 512')
   f32, bf16 = _compile((*cifar, 'config.compute_dtype = "float32"'),
                        (*cifar, 'config.compute_dtype = "bfloat16"'))
   assert bf16['arguments'] == f32['arguments']  # Parameters and velocity stay float32.
@@ -105,3 +110,17 @@ def test_topologies_and_collective_groups_are_parsed():
   assert compile_check.mesh_axis([[0, 1], [2, 3]], (2, 2)) == 'model'
   assert compile_check.mesh_axis([[0, 1, 2, 3]], (2, 2)) == 'data+model'
   assert dict(compile_check.collectives(line, (2, 2))) == {('all-reduce', 'data', '2 arrays'): 1}
+
+
+def test_a_count_the_compiler_does_not_give_reads_n_a_never_0():
+  step = compile_check.StepReport('train', 1.0, 2 * 2**30, 2**30, 2**30, 2**29, None, None,
+                                  collections.Counter(), 128)
+  chip = compile_check.CHIPS['h100']
+  text = compile_check.describe(step, chip)
+  assert '  work: n/a GFLOP, n/a GB accessed' in text
+  assert 'bound: none (this compiler gives no FLOP or byte counts)' in text
+  row = compile_check.markdown_row('default', 'h100:8', (8, 1), 'float32', step, chip)
+  assert '| n/a | n/a |' in row and row.endswith('| n/a |') and '0.0 |' not in row
+  known = dataclasses.replace(step, flops=989e9, bytes_accessed=None)  # 1 ms of compute.
+  assert '  work: 989.00 GFLOP, n/a GB accessed' in compile_check.describe(known, chip)
+  assert 'bound: step >= 1.000 ms (compute)' in compile_check.describe(known, chip)
