@@ -53,7 +53,7 @@ def imagenette_131(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   same images relabelled into 1,000 balanced classes (below 0.081, where the paper's 0.01 is
   safe). At 0.01 the class scores swing by tens of points within five steps and every fc7 unit
   has died by step 15. With fc6/fc7 biases at 0 the curvature is 8.0 and the paper's rate
-  trains (README, "ImageNet images").
+  trains (docs/imagenette.md).
   Schedule, fixed and short enough for a CPU machine: 20 epochs (73 steps each; the paper's
   were about 10,000), the rate divided by 10 after epochs 12 and 17 (60% and 85%, near the
   paper's second and third cuts at 57% and 87% of its 90 epochs); evaluation every 4 epochs

@@ -23,7 +23,7 @@ Paper: ImageNet top-1 -1.4%, top-5 -1.2%; CIFAR-10 four-layer net 13% -> 11% tes
 Wall time (cuda_convnet, on a 2-core Intel Xeon, no accelerator): the 13% net 61 min, the 11% net
 95 min; the other variants are not yet timed.
 Result (cuda_convnet, seed 0, ten views): 19.63% -> 19.20% test top-1, 0.43 points of the
-paper's 2: 'direction only' (the README's C2 section).
+paper's 2: 'direction only' (docs/cuda_convnet_cifar.md).
 """
 
 import ml_collections

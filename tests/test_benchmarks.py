@@ -1,5 +1,5 @@
 """Every script in benchmarks/ runs at its smallest size, so that an interface change breaks CI
-and not the README's tables."""
+and not docs/performance.md's tables."""
 
 import importlib.util
 import os
@@ -31,7 +31,7 @@ def _rows(table):
           for row in rows[1:]]
 
 
-@slow  # The same step as tests/test_parallel.py's, on the meshes the README times.
+@slow  # The same step as tests/test_parallel.py's, on the meshes docs/accelerators.md times.
 def test_mesh_step_time_runs_the_real_step_on_each_mesh():
   out = _run('mesh_step_time.py', '--meshes=1x2,2x1', '--steps=1', '--batch_size=2',
              '--crop_size=67')
