@@ -41,14 +41,14 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   workdir = FLAGS.workdir
-  if workdir is None:
+  if workdir is None:  # Named first, since the user did not name it (a given one is not echoed).
     workdir = naming.default_workdir(config_flags.get_config_filename(FLAGS['config']),
                                      config_flags.get_override_values(FLAGS['config']))
+    absl_logging.info('Run folder: %s', workdir)
   elif not workdir.strip():  # --workdir=$UNSET: not the current folder.
     print("error: --workdir='' is empty; give a folder, or leave the flag out for "
           f'{naming.DEFAULT_ROOT}/<config>/<variant>/<overrides>.', file=sys.stderr)
     sys.exit(EXIT_BAD_INPUT)
-  absl_logging.info('Run folder: %s', workdir)
   # Imported here so that --help and flag errors do not wait for JAX and TensorFlow.
   quiet.import_tensorflow()
   import jax  # pylint: disable=g-import-not-at-top

@@ -43,6 +43,8 @@ def test_without_a_workdir_a_run_goes_to_a_folder_named_after_it_and_resumes_the
   again = _main(tmp_path, *SMALL, '--config.num_epochs=2')
   assert again.returncode == 0, again.stderr[-3000:]
   assert f'] Run folder: {folder}' in again.stderr
+  given = _main(tmp_path, *SMALL, f'--workdir={tmp_path / "given"}', '--config.num_epochs=1')
+  assert given.returncode == 0 and 'Run folder' not in given.stderr  # A given folder: not echoed.
   assert 'Resumed from the checkpoint at step 2' in again.stderr  # 64 images, batch 32.
   assert os.listdir(tmp_path / 'runs' / 'relu_vs_tanh' / '18pct') == [os.path.basename(folder)]
 
@@ -66,5 +68,5 @@ def test_offline_a_tfds_download_fails_in_seconds_with_one_line(tmp_path, monkey
   with pytest.raises(UserInputError, match=r"^dataset.name='cifar10' could not be prepared with "
                      r"TFDS .*its download needs \S+, which cannot be reached.*Offline, use "
                      r'dataset.name=image_folder or synthetic.$'):
-    input_pipeline._tfds(config, 0, 1)  # pylint: disable=protected-access
+    input_pipeline._tfds(config, 0, 1, with_eval=True)  # pylint: disable=protected-access
   assert time.monotonic() - started < 30
