@@ -153,11 +153,13 @@ def count(n: int, noun: str) -> str:
   return f'{n} {noun}{"" if n == 1 else "s"}'
 
 
-def mean_spread(values: Sequence[float]) -> str:
+def mean_spread(values: Sequence[float], signed: bool = False) -> str:
+  """Fractions as percent: the value, or the mean ± the spread of several; `signed` for changes."""
   values = [100 * v for v in values]
+  mean = f'{np.mean(values):{"+" if signed else ""}.2f}'
   if len(values) == 1:
-    return f'{values[0]:.2f}%'
-  return f'{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}%'
+    return f'{mean}%'
+  return f'{mean} ± {np.std(values, ddof=1):.2f}%'
 
 
 def _unfinished(runs: Sequence[Run]) -> Verdict | None:
@@ -237,7 +239,9 @@ def comparison(has_feature: Callable[[Run], bool], half_paper_gain: Callable[[st
     gains = {k: [final(groups[False][s], k) - final(groups[True][s], k) for s in seeds]
              for k in (top1, top5)}
     nets = sorted({net_of(r) for r in runs})
-    ours = (f'top-1 {mean_spread(gains[top1])}, top-5 {mean_spread(gains[top5])} lower '
+    # Written as the paper writes it: the change in error that the feature brings.
+    change = lambda key: mean_spread([-gain for gain in gains[key]], signed=True)
+    ours = (f'top-1 {change(top1)}, top-5 {change(top5)} with the feature '
             f'({crop}; seeds {seeds}' + (f'; {" vs ".join(nets)}' if len(nets) > 1 else '') + ')')
     if min(gains[top1]) <= 0:
       return Verdict(ours, NOT_REPRODUCED)

@@ -1,10 +1,13 @@
 r"""Result tables, plots and a verdict on each paper claim, read from the runs' checkpoints.
 
-  python -m alexnet_jax.report ROOT [ROOT ...] [--format=csv] [--plot=DIR] [--target_error=0.25]
+  python -m alexnet_jax.report ROOT [ROOT ...] [--table=claims|runs] [--format=markdown|csv]
+                                [--plot=DIR] [--target_error=0.25]
   python -m alexnet_jax.report ROOT --export=results/NAME
 
 ROOT is a run folder, a run's record, or any folder above them (a sweep's root, results/).
-Prints one row per run, then one row per claim and dataset; --plot=DIR writes the error curves
+Prints one table: one row per claim and dataset (the default), or with --table=runs one row per
+run; a run that several roots reach (a root and a run inside it, a record and its folder, a copy
+of a sweep) is one run, counted once. --plot=DIR writes the error curves
 of each sweep (Figure 1's look) and each run's conv1 kernels, one block per tower (Figure 3).
 --export=DIR writes the record of each finished run under ROOT to DIR/<its path under ROOT>
 (a run folder given as ROOT: DIR/<its name>): the tables, verdicts and plots read from the
@@ -31,8 +34,8 @@ from alexnet_jax.run_folder import Run
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum('format', 'markdown', ['markdown', 'csv'], 'Output format of the tables.')
-flags.DEFINE_enum('table', 'all', ['all', 'runs', 'claims'],
-                  'Which table to print: the runs, the claims, or both (runs first).')
+flags.DEFINE_enum('table', 'claims', ['claims', 'runs'],
+                  'Which table to print: one row per claim and dataset, or one row per run.')
 flags.DEFINE_string('plot', None, 'Write PNG plots to this folder.')
 flags.DEFINE_float('target_error', 0.25, 'Training error for the "epochs to" column.')
 flags.DEFINE_string('export', None, "Write each finished run's record under this folder "
@@ -58,6 +61,29 @@ def overrides(config: dict[str, Any]) -> str:
     label = [f':{variant}'] if variant and variant != 'imagenet' else []
     candidates.append((len(diff), label + [f'{k}={_short(v)}' for k, v in sorted(diff.items())]))
   return ' '.join(min(candidates, key=lambda c: c[0])[1]) or '(none)'
+
+
+def identity(run: Run) -> str:
+  """What makes a run the run it is: its config, less what differs between machines."""
+  config = run_folder.flatten(json.loads(json.dumps(run.config)))
+  return json.dumps({k: v for k, v in config.items() if k not in NOT_OVERRIDES}, sort_keys=True)
+
+
+def distinct_runs(runs: Sequence[Run]) -> list[Run]:
+  """Each run once, however many roots reach it: of the folders and records of one run, the one
+  furthest along (the first found when equal) stands for it."""
+  chosen: dict[str, Run] = {}
+  for run in runs:
+    key = identity(run)
+    other = chosen.get(key)
+    if other is None:
+      chosen[key] = run
+      continue
+    if (run.latest_step or -1) > (other.latest_step or -1):
+      chosen[key], run = run, other
+    print(f'{run.workdir}: the same run as {chosen[key].workdir} (same config); counted once.',
+          file=sys.stderr)
+  return list(chosen.values())
 
 
 def _short(value: Any) -> str:
@@ -192,9 +218,10 @@ def main(argv: list[str]) -> None:
 
   if FLAGS.export:
     sys.exit(1 if export(runs, roots, FLAGS.export) else 0)
-  if FLAGS.table in ('all', 'runs'):
+  runs = distinct_runs(runs)
+  if FLAGS.table == 'runs':
     print(format_table(run_rows(runs, roots, FLAGS.target_error), FLAGS.format))
-  if FLAGS.table in ('all', 'claims'):
+  else:
     print(format_table(claim_rows(runs, FLAGS.format), FLAGS.format))
   if FLAGS.plot:
     from alexnet_jax import plots  # pylint: disable=g-import-not-at-top

@@ -115,7 +115,7 @@ print(json.dumps({{'steps': [r['step'] for r in records if 'train_loss' in r],
   assert found['events'] >= 2 + 4  # A version record per file, a train_loss per logged step.
 
   report = subprocess.run([sys.executable, '-m', 'alexnet_jax.report', f'gs://{BUCKET}/sweep',
-                           f'--plot=gs://{BUCKET}/plots'], cwd=REPO, text=True,
+                           '--table=runs', f'--plot=gs://{BUCKET}/plots'], cwd=REPO, text=True,
                           capture_output=True, env={**os.environ, **emulator}, timeout=120)
   assert report.returncode == 0, report.stderr[-3000:]
   assert 'sweep/run' in report.stdout

@@ -283,8 +283,9 @@ def test_report_names_and_skips_a_folder_whose_config_is_not_a_runs(tmp_path):
   for name, content in (('a_list', '[1, 2]'), ('no_dataset', '{"model": {}}')):
     os.makedirs(tmp_path / name)
     (tmp_path / name / 'config.json').write_text(content)
-  result = subprocess.run([sys.executable, '-m', 'alexnet_jax.report', str(tmp_path)],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+  result = subprocess.run([sys.executable, '-m', 'alexnet_jax.report', str(tmp_path),
+                           '--table=runs'], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'Traceback' not in result.stderr
   for name in ('a_list', 'no_dataset'):

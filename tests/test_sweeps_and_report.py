@@ -137,8 +137,15 @@ def test_local_sweep_runs_resumes_and_skips(tmp_path, capsys):
   assert modified == [os.path.getmtime(os.path.join(r.workdir, 'metrics.jsonl'))
                       for r in (first, second)]
   # The records give the report's tables and plots to the byte, and the same kernels.
-  assert report_output(records, tmp_path / 'plots_of_records') == \
-      report_output(root, tmp_path / 'plots_of_folders')
+  outputs = {}
+  for table in ('runs', 'claims'):
+    outputs[table] = report_output(records, table, tmp_path / 'plots_of_records')
+    assert outputs[table] == report_output(root, table, tmp_path / 'plots_of_folders')
+  # Each table is one CSV with its own header: one row per run, one per claim.
+  assert [row['run'] for row in csv.DictReader(io.StringIO(outputs['runs']))] == \
+      ['sweep/seed=0', 'sweep/seed=1']
+  assert [row['claim'] for row in csv.DictReader(io.StringIO(outputs['claims']))] == \
+      [f'C{i}' for i in range(1, 9)]
   for name in os.listdir(tmp_path / 'plots_of_folders'):
     assert (tmp_path / 'plots_of_records' / name).read_bytes() == \
         (tmp_path / 'plots_of_folders' / name).read_bytes(), name
@@ -162,12 +169,15 @@ def test_local_sweep_runs_resumes_and_skips(tmp_path, capsys):
   checkpoints.save(manager, 201, state, planted)
   manager.wait_until_finished()
   manager.close()
-  result = subprocess.run([sys.executable, '-m', 'alexnet_jax.report', str(root),
-                           '--format=csv', f'--plot={tmp_path / "plots"}'], cwd=REPO,
+  result = subprocess.run([sys.executable, '-m', 'alexnet_jax.report', str(root), str(root),
+                           str(root / 'seed=1'), '--table=runs', '--format=csv',
+                           f'--plot={tmp_path / "plots"}'], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stderr[-2000:]
-  runs_table = result.stdout.split('\n\n')[0]
-  rows = {row['run']: row for row in csv.DictReader(io.StringIO(runs_table))}
+  # Reached three times (a root twice, a run inside it), each run is one row.
+  rows = list(csv.DictReader(io.StringIO(result.stdout)))
+  assert len(rows) == 2 and 'counted once' in result.stderr
+  rows = {row['run']: row for row in rows}
   assert sorted(rows) == ['sweep/seed=0', 'sweep/seed=1']
   planted_row = rows['sweep/seed=1']
   assert (planted_row['epochs'], planted_row['train error %'], planted_row['top-1 final %'],
@@ -182,11 +192,11 @@ def test_local_sweep_runs_resumes_and_skips(tmp_path, capsys):
   assert kernels.shape[:2] == (7 * plots.KERNEL_SCALE, 49 * plots.KERNEL_SCALE)
 
 
-def report_output(root, plot_dir):
-  """What `report ROOT --format=csv --plot=PLOT_DIR` prints."""
+def report_output(root, table, plot_dir):
+  """What `report ROOT --table=TABLE --format=csv --plot=PLOT_DIR` prints."""
   result = subprocess.run([sys.executable, '-m', 'alexnet_jax.report', str(root), '--format=csv',
-                           f'--plot={plot_dir}'], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+                           f'--table={table}', f'--plot={plot_dir}'], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stderr[-2000:]
   return result.stdout
 
@@ -301,8 +311,8 @@ def test_c2_on_cifar10_compares_the_13pct_and_11pct_layer_nets():
   assert claims.has_lrn(net('11pct', 0)) and not claims.has_lrn(net('13pct', 0))
   verdict = judge([net('13pct', 0.20), net('11pct', 0.192)])  # 0.8 points: below the 1 point.
   assert verdict.verdict == claims.DIRECTION_ONLY
-  assert verdict.ours == ('top-1 0.80%, top-5 0.20% lower (centre crop; seeds [0]; layer_net '
-                          '(layers-conv-local-11pct.cfg) vs layer_net '
+  assert verdict.ours == ('top-1 -0.80%, top-5 -0.20% with the feature (centre crop; seeds [0]; '
+                          'layer_net (layers-conv-local-11pct.cfg) vs layer_net '
                           '(layers-conv-local-13pct.cfg))')
   assert judge([net('13pct', 0.20), net('11pct', 0.18)]).verdict == 'reproduced'
 
