@@ -33,8 +33,12 @@ FINISHED = 'finished'  # True once the run has nothing left to do.
 DIGEST = 'state_digest'  # The digest of the checkpoint's state, checked on restore.
 INPUT_POSITIONS = 'input_positions'  # Mid-epoch: every process's position in its input.
 EVAL_PENDING = 'eval_pending'  # True when a signal stopped an evaluation, which resumes first.
+# The run's config: each checkpoint names its own experiment, so that a resume is checked
+# against it even when config.json is lost or damaged.
+CONFIG = 'config'
+DATA = 'data'  # The training data's identity (input_pipeline.Source.identity): a resume checks it.
 # The keys only a resume reads; a run's record (run_folder.write_record) leaves them out.
-RESUME_ONLY_KEYS = (DIGEST, INPUT_POSITIONS, EVAL_PENDING)
+RESUME_ONLY_KEYS = (DIGEST, INPUT_POSITIONS, EVAL_PENDING, CONFIG, DATA)
 # Two, so that a latest checkpoint damaged on disk has a predecessor to fall back to.
 KEEP_LATEST = 2
 UNREADABLE_DIR = 'unreadable_checkpoints'  # In the workdir, beside checkpoints/.
@@ -154,6 +158,22 @@ def set_aside_unreadable_metrics(workdir: str) -> list[int]:
       _set_aside(directory, int(name))
       moved.append(int(name))
   return moved
+
+
+def latest_saved(workdir: str, key: str) -> dict[str, Any] | None:
+  """`key` (CONFIG, DATA) of the latest checkpoint whose metrics can be read: None when there is
+  none, or it predates that key."""
+  directory = paths.Path(workdir) / CHECKPOINTS_DIR
+  steps = [int(e.name) for e in directory.iterdir() if e.name.isdigit()] \
+      if directory.is_dir() else []
+  for step in sorted(steps, reverse=True):
+    try:
+      metrics = json.loads((directory / str(step) / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+      continue
+    value = metrics.get(key) if isinstance(metrics, dict) else None
+    return value if isinstance(value, dict) else None
+  return None
 
 
 def _set_aside(directory: str | os.PathLike, step: int) -> None:

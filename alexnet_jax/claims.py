@@ -58,7 +58,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from alexnet_jax import paths, run_folder
+from alexnet_jax import models, paths, run_folder
 from alexnet_jax.run_folder import Run
 
 TOP1, TOP5 = 'eval_top1_error', 'eval_top5_error'
@@ -340,7 +340,7 @@ def judge_colour_towers(
   measures what training added to them (minus `initial_kernel_of`): a random kernel scores 2/3,
   and a short run's kernels keep much of their random start, which the paper's 90 epochs of
   weight decay wore away."""
-  runs = [r for r in runs if setting(r, 'model.num_towers') == 2]
+  runs = [r for r in runs if models.num_towers(r.config['model']) == 2]
   early = _unfinished(runs)
   if early:
     return early

@@ -13,6 +13,7 @@ name of the .npy file beside it that holds the mean image (float32, 0-255). A co
 with `dataset.stats_file=OUTPUT` (and `dataset.mean=image` for the paper's mean image).
 """
 
+import os
 import sys
 
 import numpy as np
@@ -20,7 +21,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from alexnet_jax import errors, image_stats, quiet
+from alexnet_jax import errors, image_stats, paths, quiet
 from alexnet_jax.errors import UserInputError
 
 FLAGS = flags.FLAGS
@@ -33,6 +34,10 @@ def main(argv: list[str]) -> None:
   from alexnet_jax import input_pipeline  # pylint: disable=g-import-not-at-top  (TensorFlow)
   input_pipeline.hide_accelerators_from_tensorflow()
   try:
+    folder = os.path.dirname(FLAGS.output) or '.'
+    why = paths.unwritable_folder(folder)
+    if why:  # Said now, not after the minutes the statistics take.
+      raise UserInputError(f'--output={FLAGS.output}: its folder cannot be written ({why}).')
     config = FLAGS.config.dataset
     source = input_pipeline.create_source(config, with_eval=False)  # Only what it reads.
     stats = image_stats.compute(input_pipeline.decoded_batches(source.train, config,

@@ -32,12 +32,18 @@ class Interrupted(Exception):
                      'writing its checkpoint; run the same command to resume.')
 
 
+def _config_file(argv: Sequence[str]) -> str:
+  return next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), '?')
+
+
 def describe_config_error(error: Exception, argv: Sequence[str]) -> str:
   """One line for a config flag that cannot be loaded (no such file, a syntax error, an
   override of a key that does not exist, a bad value), naming the flag and the closest key."""
   # A KeyError's text is the repr of its message: take the message itself.
   message = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
   message = message.strip().replace("\\'", "'").replace('\\n', '\n')
+  if 'get_config' in message and isinstance(error, AttributeError):
+    return f'--config={_config_file(argv)}: the file defines no get_config().'
   unknown = re.search(r"'([^']+)'", message) if isinstance(error, (KeyError, AttributeError)) \
       else None
   if unknown:  # An override of a key that does not exist, with ml_collections' suggestion.
@@ -90,6 +96,11 @@ def config_flags_parser(flag_values: flags.FlagValues) -> Callable[[list[str]], 
     except (flags.Error, OSError, SyntaxError, LookupError, AttributeError, ValueError,
             TypeError) as e:
       print(f'error: {describe_config_error(e, argv)}', file=sys.stderr)
+      sys.exit(EXIT_BAD_INPUT)
+    except Exception as e:  # pylint: disable=broad-except
+      # The config file itself raised, at import or in get_config.
+      print(f'error: --config={_config_file(argv)}: the config file raised '
+            f'{type(e).__name__}: {e}', file=sys.stderr)
       sys.exit(EXIT_BAD_INPUT)
 
   return parse

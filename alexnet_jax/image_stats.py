@@ -12,7 +12,7 @@ import dataclasses
 import io
 import json
 import os
-from typing import Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import ml_collections
 import numpy as np
@@ -69,18 +69,53 @@ def write(stats: Stats, path: str) -> None:
                                      'image_size': int(stats.mean_image.shape[0])}, indent=1))
 
 
+# The shape of each value the pipeline takes, by its key in the config and the stats file.
+SHAPES = {'mean_rgb': (3,), 'pca_eigenvalues': (3,), 'pca_eigenvectors': (3, 3)}
+
+
+def checked(values: Mapping[str, Any], where: Callable[[str], str],
+            mean_image: np.ndarray | None = None) -> Stats:
+  """`values` (SHAPES' keys) as Stats once each is numbers of its shape, finite, and the
+  eigenvalues not negative; else one error naming the value by `where(key)`."""
+  arrays = {}
+  for key, shape in SHAPES.items():
+    try:
+      array = np.asarray(values[key])
+    except ValueError:  # Ragged.
+      array = np.asarray(())
+    if array.shape != shape or array.dtype.kind not in 'iuf' or not np.isfinite(array).all():
+      raise UserInputError(f'{where(key)}={values[key]!r} must be {" x ".join(map(str, shape))} '
+                           'finite numbers.')
+    arrays[key] = array.astype(np.float64)
+  if (arrays['pca_eigenvalues'] < 0).any():
+    raise UserInputError(f'{where("pca_eigenvalues")}={values["pca_eigenvalues"]!r}: the '
+                         'variances along the eigenvectors cannot be negative.')
+  if mean_image is not None and (mean_image.ndim != 3 or mean_image.shape[2] != 3
+                                 or not np.isfinite(mean_image).all()):
+    raise UserInputError(f'{where("mean_image")} must be an image of finite RGB values; its '
+                         f'shape is {mean_image.shape}.')
+  return Stats(arrays['mean_rgb'], arrays['pca_eigenvalues'], arrays['pca_eigenvectors'],
+               mean_image)
+
+
 def read(path: str, with_mean_image: bool = False) -> Stats:
+  where = lambda key: f'dataset.stats_file={path!r}: {key}'
   try:
     record = json.loads(paths.Path(path).read_text())
+    if not isinstance(record, dict):
+      raise ValueError(f'a JSON {type(record).__name__}, not an object')
+    missing = [key for key in (*SHAPES, *(['mean_image'] if with_mean_image else []))
+               if key not in record]
+    if missing:
+      raise ValueError(f'no {", ".join(missing)}')
     mean_image = None
     if with_mean_image:
       mean_image = np.load(io.BytesIO(
-          (paths.Path(path).parent / record['mean_image']).read_bytes()))
-    return Stats(np.asarray(record['mean_rgb']), np.asarray(record['pca_eigenvalues']),
-                 np.asarray(record['pca_eigenvectors']), mean_image)
-  except (OSError, ValueError, KeyError) as e:
+          (paths.Path(path).parent / str(record['mean_image'])).read_bytes()))
+  except (OSError, ValueError) as e:
     raise UserInputError(f'dataset.stats_file={path!r} cannot be read as the output of '
                          f'python -m alexnet_jax.dataset_stats ({e}).') from e
+  return checked(record, where, mean_image)
 
 
 def for_config(config: ml_collections.ConfigDict) -> Stats:
@@ -96,8 +131,7 @@ def for_config(config: ml_collections.ConfigDict) -> Stats:
       raise UserInputError('config.dataset.mean=image needs the mean image: set '
                            'config.dataset.stats_file to the output of python -m '
                            'alexnet_jax.dataset_stats.')
-    return Stats(np.asarray(config.mean_rgb), np.asarray(config.pca_eigenvalues),
-                 np.asarray(config.pca_eigenvectors))
+    return checked({key: config[key] for key in SHAPES}, lambda key: f'config.dataset.{key}')
   stats = read(config.stats_file, with_mean_image=config.mean == 'image')
   if stats.mean_image is not None and stats.mean_image.shape != (config.image_size,) * 2 + (3,):
     raise UserInputError(f'the mean image of dataset.stats_file={config.stats_file!r} is '

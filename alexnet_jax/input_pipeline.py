@@ -45,6 +45,12 @@ class Source:
   num_classes: int
   train: Split
   eval: Split | None  # None when the source was made for the training split only.
+  class_names: tuple[str, ...] = ()  # An image folder's or a TFDS dataset's; none synthetic.
+
+  def identity(self) -> dict[str, Any]:
+    """What a run's checkpoints must have been trained on to resume on this source."""
+    return {'train_examples': self.train.num_global, 'num_classes': self.num_classes,
+            'class_names': list(self.class_names)}
 
 
 # ---------------------------------------------------------------------------------- sources
@@ -64,7 +70,9 @@ def is_image_file(path: str) -> bool:
 
 
 def _class_folders(split_dir: str) -> list[str]:
-  return sorted(entry.name for entry in paths.Path(split_dir).iterdir() if entry.is_dir())
+  """The split's class folders, sorted; hidden ones (.ipynb_checkpoints, .git) are no class."""
+  return sorted(entry.name for entry in paths.Path(split_dir).iterdir()
+                if entry.is_dir() and not entry.name.startswith('.'))
 
 
 def _list_images(split_dir: str, class_names: list[str],
@@ -113,8 +121,10 @@ def _image_folder(config: ml_collections.ConfigDict, process_index: int,
       raise UserInputError(f'dataset.data_dir={config.data_dir!r} has no {split!r} split folder '
                            f'(expected {split_dir}/<class>/<image>).')
   class_names = _class_folders(split_dirs[config.train_split])
-  if not class_names:
-    raise UserInputError(f'no class folders in {split_dirs[config.train_split]}.')
+  if len(class_names) < 2:  # One class: the loss falls to 0 with nothing learnt.
+    raise UserInputError(f'{split_dirs[config.train_split]} has {len(class_names)} class '
+                         f'folder{"" if class_names else "s"} {class_names}; a classifier needs '
+                         'two or more.')
   eval_classes = _class_folders(split_dirs[config.eval_split]) if with_eval else class_names
   if eval_classes != class_names:
     only_train = sorted(set(class_names) - set(eval_classes))
@@ -135,7 +145,8 @@ def _image_folder(config: ml_collections.ConfigDict, process_index: int,
                  process_sharded=process_sharded, paths=tuple(files[local]))
 
   return Source(len(class_names), split(config.train_split, process_sharded=False),
-                split(config.eval_split, process_sharded=True) if with_eval else None)
+                split(config.eval_split, process_sharded=True) if with_eval else None,
+                tuple(class_names))
 
 
 def _unreachable_host(urls: Iterable[str], timeout_seconds: float = 5.0) -> str | None:
@@ -183,8 +194,9 @@ def _tfds(config: ml_collections.ConfigDict, process_index: int, process_count: 
     return Split(examples, builder.info.splits[local_name].num_examples,
                  builder.info.splits[name].num_examples, decoded=False, process_sharded=True)
 
-  return Source(builder.info.features['label'].num_classes,
-                split(config.train_split), split(config.eval_split) if with_eval else None)
+  label = builder.info.features['label']
+  return Source(label.num_classes, split(config.train_split),
+                split(config.eval_split) if with_eval else None, tuple(label.names))
 
 
 def synthetic_images(num_examples: int, num_classes: int, image_size: int,
@@ -224,7 +236,8 @@ def create_source(config: ml_collections.ConfigDict, process_index: int = 0,
   unless `with_eval` is False (dataset_stats reads the training split only)."""
   if config.name not in ('synthetic',) and config.data_dir is not None \
       and not paths.Path(config.data_dir).is_dir():
-    raise UserInputError(f'dataset.data_dir={config.data_dir!r} does not exist.')
+    what = 'is a file, not a folder' if paths.Path(config.data_dir).exists() else 'does not exist'
+    raise UserInputError(f'dataset.data_dir={config.data_dir!r} {what}.')
   if config.name == 'synthetic':
     return _synthetic(config, process_index, process_count)
   if config.name == 'image_folder':

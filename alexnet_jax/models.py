@@ -13,7 +13,7 @@ layers that read their own tower need no communication. With `model_axis=None` t
 plain single-device network.
 """
 
-from typing import Callable, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -456,6 +456,37 @@ class LayerNet(nn.Module):
 
 
 MODELS = {'alexnet': AlexNet, 'cifar_net': CifarNet, 'layer_net': LayerNet}
+# Module attributes that no config.model key sets.
+_NOT_FROM_CONFIG = ('parent', 'name', 'num_classes', 'ops', 'micro_batch', 'data_axis',
+                    'model_axis')
+# Where the knobs of the other networks live in a network that has no attribute for them.
+KNOBS_ELSEWHERE = {
+    'alexnet': 'it is the paper\'s net; its sizes are model.conv_features and model.fc_features',
+    'cifar_net': 'the Figure-1 net has one tower and no width multiplier; its sizes are '
+                 'model.conv_features, model.kernel_size and model.fc_features',
+    'layer_net': 'a layer net is its layer specs: pooling, normalization, sizes and dropout '
+                 'are set in model.layers (configs/cuda_convnet_cifar.py)',
+}
+
+
+def keys_read(name: str) -> frozenset[str]:
+  """The config.model keys that create_model reads for the network `name`: its attributes, the
+  op set, and its micro-batch size and layer file where it has them. Any other key changes
+  nothing in it."""
+  attributes = MODELS[name].__dataclass_fields__
+  read = {'name', 'ops', *(f for f in attributes if f not in _NOT_FROM_CONFIG)}
+  if 'micro_batch' in attributes:
+    read.add('cpu_micro_batch')
+  if name == 'layer_net':
+    read.add('layer_file')  # The provenance of its specs, which the report names.
+  return frozenset(read)
+
+
+def num_towers(model_config: Mapping[str, Any]) -> int:
+  """The towers of the network: model.num_towers for AlexNet; one for a net without towers."""
+  if 'num_towers' in keys_read(model_config['name']):
+    return model_config['num_towers']
+  return 1
 
 
 def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:

@@ -21,15 +21,20 @@ REPLICATED = P()
 
 def mesh_shape(num_data: int, num_model: int, num_devices: int) -> tuple[int, int]:
   """Resolves -1 (all remaining devices); an explicit shape may use fewer than all devices."""
+  asked_shape = (num_data, num_model)
+  asked = f'config.mesh.data={num_data} x config.mesh.model={num_model}'
   if num_data == -1 and num_model == -1:
     raise ValueError('config.mesh.data and config.mesh.model cannot both be -1.')
+  if (num_data < 1 and num_data != -1) or (num_model < 1 and num_model != -1):
+    raise ValueError(f'{asked}: each must be a positive number of devices, or -1 for all the '
+                     'remaining ones.')
   if num_data == -1:
     num_data = num_devices // num_model
   if num_model == -1:
     num_model = num_devices // num_data
   if num_data < 1 or num_model < 1 or num_data * num_model > num_devices:
-    raise ValueError(f'config.mesh.data={num_data} x config.mesh.model={num_model} does not fit '
-                     f'the {num_devices} devices.')
+    resolved = f' ({num_data} x {num_model})' if (num_data, num_model) != asked_shape else ''
+    raise ValueError(f'{asked}{resolved} does not fit the {num_devices} devices.')
   return num_data, num_model
 
 

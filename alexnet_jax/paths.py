@@ -32,6 +32,19 @@ def join(*parts: str | os.PathLike) -> str:
   return os.fspath(Path(*parts))
 
 
+def unwritable_folder(path: str | os.PathLike) -> str | None:
+  """Makes the folder `path` (and its parents) if missing: None when files can be written in it,
+  else why not. Asked before the work whose output goes there, not after."""
+  try:
+    Path(path).mkdir(parents=True, exist_ok=True)
+    probe = Path(path) / f'.write_test.{os.getpid()}'
+    probe.write_bytes(b'')
+    probe.unlink()
+  except OSError as e:
+    return e.strerror or str(e)
+  return None
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
   """As `write_bytes`, for text (UTF-8)."""
   write_bytes(path, text.encode())

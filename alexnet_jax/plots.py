@@ -11,7 +11,7 @@ matplotlib.use('Agg')  # Files only, no display.
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from alexnet_jax import claims, paths, run_folder  # pylint: disable=g-import-not-at-top,wrong-import-position
+from alexnet_jax import claims, models, paths, run_folder  # pylint: disable=g-import-not-at-top,wrong-import-position
 from alexnet_jax.run_folder import Run  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 KERNEL_SCALE = 4  # Pixels per kernel weight in the kernel grid.
@@ -159,7 +159,7 @@ def write_all(runs: Sequence[Run], out_dir: str, target: float = 0.25) -> list[s
     if kernel is None:
       continue
     name = os.path.basename(run.workdir)
-    num_towers = run.config['model']['num_towers']
+    num_towers = models.num_towers(run.config['model'])
     path = paths.join(out_dir, _file_name(f'conv1_{name}') + '.png')
     conv1_kernels(kernel, num_towers, path)
     written.append(path)

@@ -1,4 +1,5 @@
-"""When to write a checkpoint besides the step interval: on SIGTERM/SIGINT, and every N minutes.
+"""When to write a checkpoint besides the step interval: on SIGTERM, SIGINT or SIGHUP, and every
+N minutes.
 
 Every process of a run must take the same decision at the same step (orbax saves together), so
 the decision is the logical OR over processes.
@@ -12,13 +13,14 @@ import numpy as np
 
 
 class CheckpointTriggers:
-  """A context that turns SIGTERM and SIGINT into 'checkpoint now, then stop'.
+  """A context that turns SIGTERM, SIGINT and SIGHUP into 'checkpoint now, then stop'.
 
   A second signal of the same kind acts as it would have without this context. Outside the main
   thread, where Python cannot handle signals, only the timer works.
   """
 
-  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+  # SIGHUP: the terminal that started the run was closed (an ssh session that dropped).
+  SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
   def __init__(self, every_minutes: float, process_count: int = 1):
     self._every_seconds = every_minutes * 60

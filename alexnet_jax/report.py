@@ -86,6 +86,13 @@ def distinct_runs(runs: Sequence[Run]) -> list[Run]:
   return list(chosen.values())
 
 
+def _state(run: Run) -> str:
+  """'' for a finished run, else why it is not: stopped (a NaN), or still running."""
+  if run.finished:
+    return ''
+  return f' (stopped: {run.stopped})' if run.stopped else ' (running)'
+
+
 def _short(value: Any) -> str:
   if isinstance(value, float):
     return f'{value:g}'
@@ -114,7 +121,7 @@ def run_rows(runs: Sequence[Run], roots: Sequence[str], target: float) -> list[d
         'run': name,
         'experiment': run.config.get('experiment', NOT_AVAILABLE),
         'overrides': overrides(run.config),
-        'epochs': _epochs(latest.get('epoch', 0)) + ('' if run.finished else ' (running)'),
+        'epochs': _epochs(latest.get('epoch', 0)) + _state(run),
         'commit': ' '.join(run_folder.commits(run)) or NOT_AVAILABLE,
         'train error %': _percent(run.history.get('train_epoch_error', [None])[-1]),
     }
@@ -197,6 +204,10 @@ def main(argv: list[str]) -> None:
   if not roots:
     raise app.UsageError('Give at least one ROOT: a run folder or a folder above run folders.')
   absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax narrates every checkpoint it reads.
+  why = paths.unwritable_folder(FLAGS.plot) if FLAGS.plot else None
+  if why:  # Before the tables, not as a traceback after them.
+    print(f'error: --plot={FLAGS.plot}: the folder cannot be written ({why}).', file=sys.stderr)
+    sys.exit(2)
   runs, unreadable = [], []
   for root in roots:
     folders = run_folder.find_runs(root) if paths.Path(root).is_dir() else []

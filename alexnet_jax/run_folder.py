@@ -31,6 +31,8 @@ CONFIG_FILE = 'config.json'
 RECORD_FILE = 'record.json'
 KERNELS_FILE = 'conv1_kernels.npz'
 RECORD_FORMAT = 1
+# Why the run stopped before its end (a NaN), written as it stops, removed when it runs again.
+STOPPED_FILE = 'stopped.txt'
 LOCK_FILE = '.lock'  # Held by the process that owns the run folder; it names that process.
 # Keys added after runs were already written, with the value those runs ran with: a saved
 # config without one reads as having that value.
@@ -45,6 +47,7 @@ class Run:
   latest_step: int | None
   latest: dict[str, Any] | None  # The latest checkpoint's metrics.
   best: dict[str, Any] | None  # The metrics of the checkpoint of lowest validation top-1 error.
+  stopped: str | None = None  # Why it stopped before its end, if it did (STOPPED_FILE).
 
   @property
   def finished(self) -> bool:
@@ -161,7 +164,9 @@ def read_run(workdir: str) -> Run:
       best_step = manager.best_step()
       best = manager.metrics(best_step) if best_step is not None else None
     manager.close()
-  return Run(workdir, config, latest_step, latest, best)
+  stopped_file = paths.Path(workdir) / STOPPED_FILE
+  stopped = stopped_file.read_text().strip() if stopped_file.exists() else None
+  return Run(workdir, config, latest_step, latest, best, stopped)
 
 
 def conv1_kernel(run: Run) -> Any:

@@ -86,13 +86,17 @@ def train_state_shapes(config: ml_collections.ConfigDict, model: Any,
                       lr_cuts=jnp.int32(0), best_eval_error=jnp.float32(np.inf),
                       evals_without_improvement=jnp.int32(0))
 
-  abstract = jax.eval_shape(init)
+  # The crop is checked with XLA's op set, whichever the run uses: the CPU op set's pooling
+  # fails on a window larger than its input before any shape can be read.
+  probe = model.clone(ops=models.OPS['xla'])
+  probe_params = jax.eval_shape(lambda: models.init_params(probe, image_shape, params_key))
   empty = [jax.tree_util.keystr(path) for path, leaf in
-           jax.tree_util.tree_leaves_with_path(abstract.params) if leaf.size == 0]
+           jax.tree_util.tree_leaves_with_path(probe_params) if leaf.size == 0]
   if empty:
     raise UserInputError(f'config.dataset.crop_size={image_shape[0]} is too small for '
                          f'{type(model).__name__}: its pooling leaves no pixels ({empty[0]} is '
                          'empty).')
+  abstract = jax.eval_shape(init)
   return init, abstract, state_specs(abstract, model.replicated_layers(), tx)
 
 
@@ -259,14 +263,17 @@ def undecodable_image_error(paths: Sequence[str], image_size: int,
 
 def check_same_experiment(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Refuses a workdir whose checkpoints were written under a config that differs from
-  `config` in a key that defines the experiment, naming each such key and both values."""
-  path = paths.Path(workdir) / run_folder.CONFIG_FILE
-  if not (path.exists() and _committed_step(workdir) is not None):
+  `config` in a key that defines the experiment, naming each such key and both values. The
+  checkpoints' own config decides; config.json only for checkpoints that hold none."""
+  if _committed_step(workdir) is None:
     return
-  try:
-    saved = json.loads(path.read_text())
-  except ValueError:
-    return  # Not written whole: the checkpoints' shapes are still checked on restore.
+  saved = checkpoints.latest_saved(workdir, checkpoints.CONFIG)  # config.json or not.
+  path = paths.Path(workdir) / run_folder.CONFIG_FILE
+  if saved is None and path.exists():  # Checkpoints from before they held their config.
+    try:
+      saved = json.loads(path.read_text())
+    except ValueError:
+      pass  # Not written whole: the checkpoints' shapes are still checked on restore.
   if not isinstance(saved, dict):
     return
   changes = run_folder.experiment_changes(saved, json.loads(config.to_json_best_effort()))
@@ -277,8 +284,27 @@ def check_same_experiment(config: ml_collections.ConfigDict, workdir: str) -> No
                          'new values.')
 
 
-def check_finite(step_metrics: list[tuple[int, dict[str, jax.Array]]]) -> None:
-  """Raises NonFiniteError at the first step whose loss or gradients are not finite."""
+def check_same_data(source: input_pipeline.Source, dataset: ml_collections.ConfigDict,
+                    workdir: str) -> None:
+  """Refuses to resume checkpoints trained on data of another size or other classes: the data
+  may move (dataset.data_dir may change), but its epochs and labels must stay what they were."""
+  saved, found = checkpoints.latest_saved(workdir, checkpoints.DATA), source.identity()
+  if saved is None or saved == found:
+    return
+  def describe(data: dict[str, Any]) -> str:
+    names = data.get('class_names') or []
+    return (f'{data.get("train_examples")} training examples of {data.get("num_classes")} '
+            'classes' + (f' ({", ".join(names[:3])}{", ..." if len(names) > 3 else ""})'
+                         if names else ''))
+  raise UserInputError(f'workdir {workdir!r} was trained on {describe(saved)}, but '
+                       f'dataset.data_dir={dataset.data_dir!r} holds {describe(found)}: a run '
+                       'resumes only on the same data (moved, it may be); use a new workdir.')
+
+
+def check_finite(step_metrics: list[tuple[int, dict[str, jax.Array]]],
+                 latest_checkpoint: int | None = None) -> None:
+  """Raises NonFiniteError at the first step whose loss or gradients are not finite, naming the
+  run's latest checkpoint (None: it has none)."""
   for step, metrics in jax.device_get(step_metrics):
     if not np.isfinite(metrics['loss']):
       quantity = f'the training loss is {metrics["loss"]}'
@@ -286,8 +312,9 @@ def check_finite(step_metrics: list[tuple[int, dict[str, jax.Array]]]) -> None:
       quantity = 'a gradient is not finite (NaN or Inf)'
     else:
       continue
-    raise NonFiniteError(f'{quantity} at step {step}: stopping; the last checkpoint, written '
-                         'before that step, is the latest.')
+    kept = ('no checkpoint was written before it' if latest_checkpoint is None else
+            f'the latest checkpoint is step {latest_checkpoint}, written before it')
+    raise NonFiniteError(f'{quantity} at step {step}: stopping; {kept}.')
 
 
 def reached_train_error(config: ml_collections.ConfigDict, train_error: float | None) -> bool:
@@ -370,6 +397,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       _disk_full_in_one_line(workdir):
     if not allow_changed_config:
       check_same_experiment(config, workdir)
+    stopped_file = paths.Path(workdir) / run_folder.STOPPED_FILE
+    if jax.process_index() == 0 and stopped_file.exists():
+      stopped_file.unlink()  # Run again: no longer stopped.
     run, progress = _set_up(config, workdir, triggers)
     try:
       with jax.set_mesh(run.mesh):
@@ -382,6 +412,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           signal_number, _ = triggers.poll()
           if signal_number is not None and not progress.finished:
             raise Interrupted(signal_number, progress.step)
+    except NonFiniteError as e:
+      if jax.process_index() == 0:  # What report shows for the run, instead of "running".
+        paths.write_text(stopped_file, f'{e}\n')
+      raise
     except tf.errors.InvalidArgumentError as e:  # Only the input pipeline runs TensorFlow ops.
       raise undecodable_image_error(run.source.train.paths + run.source.eval.paths,
                                     config.dataset.image_size, e) from e
@@ -432,6 +466,7 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str,
   process_index, process_count = jax.process_index(), jax.process_count()
 
   source = input_pipeline.create_source(config.dataset, process_index, process_count)
+  check_same_data(source, config.dataset, workdir)
   try:
     mesh = parallel.create_mesh(config.mesh.data, config.mesh.model)
   except ValueError as e:
@@ -518,10 +553,12 @@ def _restore(config: ml_collections.ConfigDict, manager: Any, fresh_state: Train
 def _save(run: RunContext, progress: Progress,
           unchecked: list[tuple[int, dict[str, jax.Array]]]) -> None:
   """A checkpoint of `progress`, once the steps since the last check are known finite."""
-  check_finite(unchecked)  # Nothing non-finite reaches a checkpoint.
+  check_finite(unchecked, run.manager.latest_step())  # Nothing non-finite is checkpointed.
   unchecked.clear()
   if run.manager.latest_step() != progress.step:  # Stopped right after a resume: saved already.
-    metrics = {**progress.last_metrics, checkpoints.HISTORY: progress.history}
+    metrics = {**progress.last_metrics, checkpoints.HISTORY: progress.history,
+               checkpoints.CONFIG: json.loads(run.config.to_json_best_effort()),
+               checkpoints.DATA: run.source.identity()}
     if progress.input_position is not None:  # Every process's, for its own resume.
       metrics[checkpoints.INPUT_POSITIONS] = parallel.gather_from_processes(
           progress.input_position)
@@ -579,7 +616,7 @@ def _train_epoch(run: RunContext, progress: Progress) -> Progress:
     unchecked.append((step, metrics))
     end_of_epoch = step % steps_per_epoch == 0
     if step % config.log_every_steps == 0 or end_of_epoch:
-      check_finite(unchecked)
+      check_finite(unchecked, run.manager.latest_step())
       unchecked.clear()
       last_metrics = _log_training(run, Progress(state, step, last_metrics, progress.history),
                                    metrics['learning_rate'], since)

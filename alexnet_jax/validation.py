@@ -1,5 +1,7 @@
 """Checks of a config before any work: each bad value is named with what is allowed."""
 
+from typing import Any
+
 import ml_collections
 
 from alexnet_jax import convnet_layers, image_stats, models
@@ -24,8 +26,29 @@ def _check(condition: bool, message: str) -> None:
     raise UserInputError(message)
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raises UserInputError naming the first bad key and value."""
+def _as_tuples(value: Any) -> Any:
+  """Lists (from JSON or the command line) as tuples, to compare with the config files'."""
+  return tuple(map(_as_tuples, value)) if isinstance(value, (list, tuple)) else value
+
+
+def check_keys_read(model: ml_collections.ConfigDict,
+                    defaults: ml_collections.ConfigDict) -> None:
+  """A config.model key that the chosen network does not read must keep its value in `defaults`
+  (configs/default.py's): a switch that changes nothing is refused, never trained under its
+  name."""
+  read = models.keys_read(model.name)
+  for key in sorted(set(model.keys()) - read):
+    default = defaults.get(key)
+    _check(_as_tuples(model[key]) == _as_tuples(default),
+           f'config.model.{key}={model[key]!r} would change nothing: {model.name} does not read '
+           f'model.{key} ({models.KNOBS_ELSEWHERE[model.name]}). '
+           + (f'Leave it at {default!r}.' if key in defaults else 'Remove it.'))
+
+
+def validate_config(config: ml_collections.ConfigDict,
+                    defaults: ml_collections.ConfigDict | None = None) -> None:
+  """Raises UserInputError naming the first bad key and value. `defaults`: the config that the
+  model keys a network does not read must agree with, configs/default.py's when None."""
   _one_of(config, 'model.name', models.MODELS)
   _one_of(config, 'model.activation', models.ACTIVATIONS)
   _one_of(config, 'model.conv1_padding', models.CONV1_PADDINGS)
@@ -42,9 +65,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for key, pairs in (('model.init_std_overrides', config.model.init_std_overrides),
                      ('layer_lr_multipliers', config.layer_lr_multipliers),
                      ('layer_weight_decay', config.layer_weight_decay)):
-    for layer, value in pairs:
-      _check(layer in layers and value >= 0 and (value > 0 or key != 'model.init_std_overrides'),
-             f'config.{key} has ({layer!r}, {value!r}); each pair must name one of '
+    for pair in pairs:
+      layer, value = pair if isinstance(pair, (list, tuple)) and len(pair) == 2 else (pair, None)
+      _check(layer in layers and isinstance(value, (int, float)) and value >= 0 and (value > 0 or key != 'model.init_std_overrides'),
+             f'config.{key} has {pair!r}; each pair must name one of '
              f'{list(layers)} and a {"positive" if "std" in key else "non-negative"} value.')
   _one_of(config, 'model.num_towers', NUM_TOWERS)
   _one_of(config, 'lr_schedule', LR_SCHEDULES)
@@ -52,11 +76,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _one_of(config, 'dataset.bad_images', BAD_IMAGES)
   for key in ('model.pool_size', 'model.pool_stride', 'batch_size', 'eval_batch_size',
               'num_epochs', 'log_every_steps', 'checkpoint_every_steps', 'eval_every_epochs',
-              'dataset.image_size', 'dataset.crop_size', 'model.contrast_norm_size'):
+              'dataset.image_size', 'dataset.crop_size', 'model.contrast_norm_size',
+              'dataset.synthetic_train_examples', 'dataset.synthetic_eval_examples'):
     section, _, name = key.rpartition('.')
     value = (config[section] if section else config)[name]
     _check(isinstance(value, int) and value >= 1,
            f'config.{key}={value!r} must be a positive integer.')
+  _check(isinstance(config.dataset.synthetic_num_classes, int)
+         and config.dataset.synthetic_num_classes >= 2,
+         f'config.dataset.synthetic_num_classes={config.dataset.synthetic_num_classes!r}: a '
+         'classifier needs two or more classes.')
   _check(config.mesh.cpu_devices == -1 or config.mesh.cpu_devices >= 1,
          f'config.mesh.cpu_devices={config.mesh.cpu_devices!r} must be -1 (one per core) or a '
          'positive integer.')
@@ -77,18 +106,25 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _check(config.dataset.crop_size <= config.dataset.image_size,
          f'config.dataset.crop_size={config.dataset.crop_size} is larger than '
          f'config.dataset.image_size={config.dataset.image_size}.')
-  _check(len(config.dataset.mean_rgb) == 3,
-         f'config.dataset.mean_rgb={config.dataset.mean_rgb!r} must have 3 values (R, G, B).')
+  if defaults is None:
+    from configs import default  # pylint: disable=g-import-not-at-top
+    defaults = default.get_config()
+  check_keys_read(config.model, defaults.model)
   image_stats.for_config(config.dataset)  # The mean and stats file agree with the config.
 
 
 def validate_for_mesh(config: ml_collections.ConfigDict, num_data: int, num_model: int,
                       process_count: int) -> None:
   """The combinations of config and devices that cannot be split as asked."""
-  _check(config.model.num_towers % num_model == 0,
+  # A net with towers splits by tower; the others split each layer's features.
+  has_towers = 'num_towers' in models.keys_read(config.model.name)
+  # Each axis as the user set it, and as resolved (-1: the remaining devices) when it differs.
+  axis = lambda key, size: f'config.mesh.{key}={size}' if config.mesh[key] == size else \
+      f'config.mesh.{key}={config.mesh[key]}: {size} devices'
+  _check(not has_towers or config.model.num_towers % num_model == 0,
          f'config.model.num_towers={config.model.num_towers} is not divisible by the model axis '
-         f'of the mesh, config.mesh.model={num_model}.')
+         f'of the mesh, {axis("model", num_model)}.')
   for key in ('batch_size', 'eval_batch_size'):
     _check(config[key] % num_data == 0 and config[key] % process_count == 0,
            f'config.{key}={config[key]} is not divisible by the data axis of the mesh '
-           f'(config.mesh.data={num_data}) and the number of processes ({process_count}).')
+           f'({axis("data", num_data)}) and the number of processes ({process_count}).')

@@ -42,7 +42,7 @@ schedules: 18pct 140 epochs (about 3 hours), 80sec 10 epochs (about 8 minutes), 
 
 import ml_collections
 
-from configs import common
+from configs import common, default
 
 VARIANTS = ('18pct', '80sec', '13pct', '11pct')
 
@@ -116,6 +116,9 @@ def get_config(variant: str = '18pct') -> ml_collections.ConfigDict:
     raise ValueError(f'unknown variant {variant!r}; this config has {list(VARIANTS)} '
                      '(--config=configs/cuda_convnet_cifar.py:VARIANT).')
   config = common.base('cifar10', ('cifar10',), 'cuda_convnet_cifar')
+  # CIFAR-10's data and training, not the Figure-1 net's model keys: a layer net reads only its
+  # specs and activation, and the keys it does not read stay at the paper's values.
+  config.model = default.get_config().model
   config.model.name = 'layer_net'
   config.model.layers = LAYERS[variant]
   config.model.layer_file = LAYER_FILES[variant]

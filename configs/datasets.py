@@ -92,7 +92,6 @@ def cifar10_figure1_net(config: ml_collections.ConfigDict) -> ml_collections.Con
   config.model.kernel_size = 5
   config.model.fc_features = ()  # The classifier straight after conv3.
   config.model.dropout_rate = 0.0
-  config.model.num_towers = 1
   config.model.lrn = False
   config.model.bias_one_layers = ()
   config.weight_decay = 0.0

@@ -20,21 +20,7 @@ import sys
 import time
 
 from alexnet_jax import paths
-from alexnet_jax import run_folder
 from launch import sweep
-
-
-def status(workdir: str, record: str = '') -> str:
-  """'recorded' (its record is in the folder `record`), 'finished', 'resumes at step N' or
-  'new'."""
-  if record and run_folder.is_record(record):
-    return 'recorded'
-  if not run_folder.is_run_folder(workdir):
-    return 'new'
-  run = run_folder.read_run(workdir)
-  if run.finished:
-    return 'finished'
-  return f'resumes at step {run.latest_step}' if run.latest_step is not None else 'new'
 
 
 def log_path(run: sweep.Run, log_dir: str) -> str:
@@ -62,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
                       'its workdir, or ./logs when ROOT is a URI (a process cannot append to '
                       'an object).')
   args = parser.parse_args(argv)
+  if args.parallel < 1 or args.gpus_per_run < 0:
+    parser.error(f'--parallel={args.parallel} --gpus_per_run={args.gpus_per_run}: run at least 1 '
+                 'at once, each with 0 or more GPUs.')
   runs = sweep.expand(args.config, args.root, args.extra_flags, only=args.run)
   record_root = paths.absolute(args.record) if args.record else ''
 
@@ -70,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
   def write_record(run):
     # The record of a finished run, by the report's own exporter.
-    if not record_root or args.dry_run or status(run.workdir) != 'finished':
+    if not record_root or args.dry_run or sweep.status(run) != 'finished':
       return
     export = subprocess.run([sys.executable, '-m', 'alexnet_jax.report', run.workdir,
                              f'--export={record_root}'], cwd=sweep.REPO)
@@ -79,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
   todo, failed = [], []
   for run in runs:
-    state = status(run.workdir, record_of(run))
+    state = sweep.status(run, record_of(run))
     print(f'{run.name}: {state}', flush=True)
     if state == 'finished':
       write_record(run)

@@ -18,7 +18,6 @@ import subprocess
 import sys
 
 from alexnet_jax import paths
-from launch import local
 from launch import sweep
 
 SIGTERM_EXIT = 143  # main's exit code after a SIGTERM and its checkpoint (128 + 15).
@@ -77,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   runs = sweep.expand(args.config, args.root, args.extra_flags, python=args.python,
                       only=args.run)
-  todo = [run for run in runs if local.status(run.workdir) != 'finished']
+  todo = [run for run in runs if sweep.status(run) != 'finished']
   if not todo:
     print(f'All {len(runs)} runs of {args.config} are finished under {args.root}.')
     return 0

@@ -1,5 +1,6 @@
 """A config's sweep: its runs, each named after its overrides, and their command lines."""
 
+import ast
 import dataclasses
 import os
 import sys
@@ -7,6 +8,7 @@ from typing import Any, Sequence
 
 from alexnet_jax import naming
 from alexnet_jax import paths
+from alexnet_jax import run_folder
 from alexnet_jax.naming import flag_value, run_name
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,6 +22,9 @@ class Run:
   command: list[str]  # Run from the repository root.
 
 
+# The keys that say how long a run goes on: a run finished under other values of them is not
+# finished under these (main continues it).
+LENGTH_KEYS = ('num_epochs', 'stop_at_train_error')
 # A sweep entry's key that names the variant of its config file the run takes (e.g. C2's 13%
 # and 11% nets); every other key is a config override.
 VARIANT = 'variant'
@@ -65,6 +70,43 @@ def expand(config: str, root: str, extra_flags: list[str],
     raise SystemExit(f'error: --run={unknown[0]}: the sweep of {config} has no such run; its '
                      f'runs: {", ".join(names)}.')
   return [run for run in runs if not only or run.name in only]
+
+
+def requested_length(run: Run) -> dict[str, Any]:
+  """The LENGTH_KEYS of the config that `run.command` gives main: its config file's, unless a
+  flag of the command sets them (the sweep's or one after --; the last one counts, as in main)."""
+  config_file = next(a for a in run.command if a.startswith('--config=')).split('=', 1)[1]
+  path, _, variant = config_file.partition(':')
+  get_config = naming.load_config_module(path).get_config
+  config = get_config(variant) if variant else get_config()
+  length = {key: config[key] for key in LENGTH_KEYS}
+  for arg in run.command:
+    key, _, value = arg.removeprefix('--config.').partition('=')
+    if arg.startswith('--config.') and key in LENGTH_KEYS:
+      length[key] = type(length[key])(ast.literal_eval(value))
+  return length
+
+
+def status(run: Run, record: str = '') -> str:
+  """'recorded' (its record is in the folder `record`), 'finished', 'resumes at step N' or
+  'new'; recorded or finished only under the length the run is asked for now."""
+  length = requested_length(run)
+  def other_length(config: dict[str, Any]) -> str:
+    changed = [f'{k} {config.get(k)!r} -> {v!r}' for k, v in length.items() if config.get(k) != v]
+    return f' ({", ".join(changed)})' if changed else ''
+
+  if record and run_folder.is_record(record):
+    recorded = run_folder.read_run(record)
+    if not other_length(recorded.config):
+      return 'recorded'
+  if not run_folder.is_run_folder(run.workdir):
+    return 'new'
+  found = run_folder.read_run(run.workdir)
+  if found.finished and not other_length(found.config):
+    return 'finished'
+  if found.latest_step is None:
+    return 'new'
+  return f'resumes at step {found.latest_step}' + other_length(found.config)
 
 
 def add_common_flags(parser) -> None:

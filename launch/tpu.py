@@ -20,7 +20,6 @@ import shlex
 import subprocess
 import sys
 
-from launch import local
 from launch import sweep
 
 
@@ -45,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
   runs = sweep.expand(args.config, args.root, args.extra_flags, python=args.python,
                       only=args.run)
   for run in runs:
-    if local.status(run.workdir) == 'finished':
+    if sweep.status(run) == 'finished':
       print(f'# {run.name}: finished')
       continue
     command = ssh_command(run, tpu=args.tpu, zone=args.zone, project=args.project,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from alexnet_jax import convnet_layers, models, optim, run_folder
-from configs import common, cuda_convnet_cifar, relu_vs_tanh
+from configs import common, cuda_convnet_cifar, default, relu_vs_tanh
 
 RNG = np.random.default_rng(0)
 
@@ -172,7 +172,12 @@ CROP_KEYS = {'dataset.crop_size', 'dataset.random_crop', 'dataset.random_flip',
 def test_each_config_differs_from_its_base_in_its_files_keys(variant):
   base = _flat(common.base('cifar10', ('cifar10',), 'x'))
   config = _flat(cuda_convnet_cifar.get_config(variant))
-  changed = {k for k in base if base[k] != config[k]}
+  # The model keys are the paper's but for the layer net's own: it reads no others.
+  paper_model = _flat(default.get_config())
+  assert {k for k in config if k.startswith('model.') and config[k] != paper_model[k]} == \
+      {'model.name', 'model.layers', 'model.layer_file'}
+  changed = {k for k in base if not k.startswith('model.') and base[k] != config[k]}
+  changed |= {'model.name', 'model.layers', 'model.layer_file'}
   expected = FILE_KEYS | (CROP_KEYS if variant in ('13pct', '11pct') else set())
   # learning_rate is the base's 0.001 already, as is weight decay 0 in none of the files.
   assert changed == expected - {'learning_rate'}
@@ -187,7 +192,8 @@ def test_figure1_variant_is_the_18pct_net_without_regularization():
   assert changed == {'experiment', 'weight_decay', 'layer_weight_decay', 'lr_boundaries_epochs',
                      'num_epochs', 'stop_at_train_error'}
   assert c1['weight_decay'] == 0 and c1['layer_weight_decay'] == ()
-  assert c1['model.dropout_rate'] == 0 and not c1['dataset.random_crop'] \
+  assert not any(' dropout' in spec for spec in c1['model.layers']) \
+      and not c1['dataset.random_crop'] \
       and not c1['dataset.random_flip'] and not c1['dataset.pca_lighting']
   # The used-by command's net is the one that reproduces Figure 1 here.
   assert relu_vs_tanh.get_config().model.layer_file == 'layers-18pct.cfg'

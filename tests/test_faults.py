@@ -16,9 +16,11 @@ import jax
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import flags
+from ml_collections import config_flags
 from tensorflow.core.util import event_pb2
 
-from alexnet_jax import checkpoints, run_folder, train
+from alexnet_jax import checkpoints, errors, run_folder, train
 from alexnet_jax.errors import Interrupted, UserInputError
 from tests.helpers import (REPO, latest_params, read_metrics, run_main, send_signal_after_step,
                            small_config, write_image_folder)
@@ -334,9 +336,11 @@ def test_a_signal_during_evaluation_stops_it_promptly_and_the_resume_evaluates_f
 
 
 @pytest.mark.parametrize('case', ['no_file', 'syntax', 'typo', 'typo_nested', 'bad_value',
-                                  'given_twice'])
-def test_a_config_that_cannot_be_loaded_is_one_line(tmp_path, case):
+                                  'given_twice', 'raises', 'no_get_config'])
+def test_a_config_that_cannot_be_loaded_is_one_line(tmp_path, capsys, case):
   (tmp_path / 'broken.py').write_text('def get_config(:\n  pass\n')
+  (tmp_path / 'raises.py').write_text('raise RuntimeError("no data here")\n')
+  (tmp_path / 'no_get_config.py').write_text('X = 1\n')
   config, flag, expected = {
       'no_file': ('nope.py', [], 'error: --config=nope.py: no such file.'),
       'syntax': (str(tmp_path / 'broken.py'), [],
@@ -356,8 +360,25 @@ def test_a_config_that_cannot_be_loaded_is_one_line(tmp_path, case):
                                                   "--config.model.bias_one_layers=('conv3',)"],
                       'error: --config.model.bias_one_layers is given more than once; give each '
                       'config key once.'),
+      # A traceback before; then a key 'config_config'.
+      'raises': (str(tmp_path / 'raises.py'), [],
+                 f'error: --config={tmp_path / "raises.py"}: the config file raised '
+                 'RuntimeError: no data here'),
+      'no_get_config': (str(tmp_path / 'no_get_config.py'), [],
+                        f'error: --config={tmp_path / "no_get_config.py"}: the file defines no '
+                        'get_config().'),
   }[case]
-  result = run_main(f'--workdir={tmp_path / "run"}', *flag, config=config)
-  assert result.returncode == 2
-  assert _one_error_line(result) == expected
-  assert not os.path.exists(tmp_path / 'run')
+  if case.startswith('typo') or case == 'bad_value':
+    # ml_collections reads the overrides from the process's own command line: main's.
+    result = run_main(f'--workdir={tmp_path / "run"}', *flag, config=config)
+    assert result.returncode == 2
+    assert _one_error_line(result) == expected
+    assert not os.path.exists(tmp_path / 'run')
+    return
+  # main's own flags parser, in this process (a process each costs CI time).
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', flag_values=flag_values)
+  with pytest.raises(SystemExit) as exit_info:
+    errors.config_flags_parser(flag_values)(['main', f'--config={config}', *flag])
+  assert exit_info.value.code == 2
+  assert capsys.readouterr().err.strip() == expected

@@ -48,8 +48,17 @@ def _classes_differ(root):
   return root
 
 
+def _a_file(root):
+  path = os.path.join(root, 'cifar10.tar.gz')
+  open(path, 'w').close()
+  return path
+
+
 @pytest.mark.parametrize('make_bad,message', [
     (lambda root: os.path.join(root, 'missing'), 'does not exist'),
+    (_a_file, r"cifar10.tar.gz' is a file, not a folder"),  # Not "does not exist".
+    (lambda root: write_image_folder(root, classes=('cat',)),  # Trained to loss 0 silently.
+     r"train has 1 class folder \['cat'\]; a classifier needs two or more"),
     (lambda root: write_image_folder(root, per_class=0), 'has no images'),
     (lambda root: root, "no 'train' split folder"),
     (_empty_class_folder, r'class folder .*/bird has no images'),
@@ -59,6 +68,13 @@ def _classes_differ(root):
 def test_image_folder_errors(tmp_path, make_bad, message):
   with pytest.raises(UserInputError, match=message):
     input_pipeline.create_source(_dataset_config(data_dir=make_bad(str(tmp_path))))
+
+
+def test_a_hidden_folder_in_a_split_is_no_class(tmp_path):
+  root = write_image_folder(str(tmp_path))
+  os.makedirs(os.path.join(root, 'train', '.ipynb_checkpoints'))  # Jupyter leaves these.
+  source = input_pipeline.create_source(_dataset_config(data_dir=root))
+  assert source.class_names == ('cat', 'dog', 'ship') and source.num_classes == 3
 
 
 def test_decode_and_resize_keeps_the_central_square():

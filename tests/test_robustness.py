@@ -1,7 +1,10 @@
 """Preemption, exact resume, non-finite values, damaged checkpoints, bad configs."""
 
 import glob
+import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,10 +14,12 @@ import jax
 import numpy as np
 import pytest
 
-from alexnet_jax import checkpoints, train
+from alexnet_jax import (checkpoints, models, paths, preemption, report, run_folder, train,
+                         validation)
 from alexnet_jax.errors import Interrupted, NonFiniteError, UserInputError
-from tests.helpers import (REPO, latest_params, read_metrics, send_signal_after_step,
-                           small_config)
+from configs import cuda_convnet_cifar, default
+from tests.helpers import (REPO, latest_params, read_metrics, run_main, send_signal_after_step,
+                           small_config, write_image_folder)
 
 
 def _metrics_by_step(workdir):
@@ -75,6 +80,10 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
   good_step, params = latest_params(workdir)
   assert good_step == bad_step - 1
   assert all(np.isfinite(p).all() for p in jax.tree.leaves(params))
+  assert f'the latest checkpoint is step {good_step}' in str(error.value)
+  # The report says why the run went no further, not "(running)".
+  row = report.run_rows([run_folder.read_run(workdir)], [workdir], 0.25)[0]
+  assert row['epochs'].endswith(f' (stopped: {error.value})')
 
 
 def test_check_finite_names_the_step_and_the_quantity():
@@ -83,8 +92,20 @@ def test_check_finite_names_the_step_and_the_quantity():
   with pytest.raises(NonFiniteError, match='a gradient is not finite .* at step 3'):
     train.check_finite([(2, ok), (3, {**ok, 'grads_finite': np.int32(0)}),
                         (4, {**ok, 'loss': np.float32(np.nan)})])
-  with pytest.raises(NonFiniteError, match='the training loss is inf at step 2'):
+  with pytest.raises(NonFiniteError, match='the training loss is inf at step 2: stopping; no '
+                     'checkpoint was written before it.'):  # Not "the last checkpoint".
     train.check_finite([(2, {**ok, 'loss': np.float32(np.inf)})])
+  with pytest.raises(NonFiniteError, match='at step 9: stopping; the latest checkpoint is step 5, '
+                     'written before it.'):
+    train.check_finite([(9, {**ok, 'loss': np.float32(np.nan)})], latest_checkpoint=5)
+
+
+def test_sighup_from_a_closed_terminal_is_a_preemption_too():
+  """It lost the steps since the last checkpoint, where SIGTERM saved them."""
+  with preemption.CheckpointTriggers(every_minutes=0) as triggers:
+    os.kill(os.getpid(), signal.SIGHUP)
+    assert triggers.poll()[0] == signal.SIGHUP
+  assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
 
 
 # orbax runs a restore on an event loop of its own and closes it, without waiting, when the first
@@ -120,6 +141,22 @@ def test_a_checkpoint_of_another_network_is_refused_untouched(tmp_path):
   assert latest_params(workdir)[0] == 16
 
 
+@pytest.mark.parametrize('config_json', [None, '{"model": {"na', '[]'])
+def test_the_checkpoints_name_their_experiment_when_config_json_is_lost(tmp_path, config_json):
+  """Issue 32: with config.json deleted or garbled, a tanh config resumed the ReLU checkpoint."""
+  workdir = tmp_path / 'run'
+  train.train_and_evaluate(small_config(num_epochs=1), str(workdir))
+  if config_json is None:
+    (workdir / 'config.json').unlink()
+  else:
+    (workdir / 'config.json').write_text(config_json)
+  tanh = small_config(**{'num_epochs': 2, 'model.activation': 'tanh', 'learning_rate': 0.05})
+  with pytest.raises(UserInputError, match=r"holds a run of another experiment \(learning_rate "
+                     r"0.001 -> 0.05, model.activation 'relu' -> 'tanh'\)"):
+    train.train_and_evaluate(tanh, str(workdir))
+  assert latest_params(workdir)[0] == 16
+
+
 @pytest.mark.parametrize('overrides,message', [
     ({'model.pool_size': 0}, r'config.model.pool_size=0 must be a positive integer'),
     ({'lr_schedule': 'cosine'},
@@ -128,9 +165,9 @@ def test_a_checkpoint_of_another_network_is_refused_untouched(tmp_path):
      r"config.dataset.bad_images='ignore' is not allowed; use one of \['skip', 'fail'\]"),
     ({'dataset.crop_size': 40},
      r'config.dataset.crop_size=40 is larger than config.dataset.image_size=32'),
-    ({'model.num_towers': 1, 'mesh.model': 2},
-     r'config.model.num_towers=1 is not divisible by the model axis of the mesh, '
-     r'config.mesh.model=2'),
+    ({'model.num_towers': 1},  # The Figure-1 net has no towers to take away.
+     r'config.model.num_towers=1 would change nothing: cifar_net does not read '
+     r'model.num_towers \(the Figure-1 net has one tower'),
     ({'batch_size': 30, 'mesh.data': 4},
      r'config.batch_size=30 is not divisible by the data axis of the mesh \(config.mesh.data=4\)'),
     ({'mesh.data': 16}, r'config.mesh.data=16 x config.mesh.model=1 does not fit the 8 devices'),
@@ -148,9 +185,189 @@ def test_a_checkpoint_of_another_network_is_refused_untouched(tmp_path):
      r'config.model.cpu_micro_batch=-8 must be 0 \(whole batches\) or a positive integer'),
     ({'mesh.cpu_devices': 0},
      r'config.mesh.cpu_devices=0 must be -1 \(one per core\) or a positive integer'),
+    ({'dataset.synthetic_eval_examples': 0},  # Failed after the first epoch.
+     r'config.dataset.synthetic_eval_examples=0 must be a positive integer'),
+    ({'dataset.synthetic_num_classes': 1},
+     r'config.dataset.synthetic_num_classes=1: a classifier needs two or more classes'),
+    ({'mesh.model': -2},
+     r'config.mesh.data=1 x config.mesh.model=-2: each must be a positive number of devices, '
+     r'or -1 for all the remaining ones'),
+    ({'dataset.pca_eigenvalues': (1, 2)},  # Died in TensorFlow after the run folder was made.
+     r'config.dataset.pca_eigenvalues=\(1, 2\) must be 3 finite numbers'),
+    ({'dataset.mean_rgb': (1.0, float('nan'), 3.0)},
+     r'config.dataset.mean_rgb=\(1.0, nan, 3.0\) must be 3 finite numbers'),
 ])
 def test_bad_configs_name_the_keys_and_values(tmp_path, overrides, message):
   workdir = tmp_path / 'run'
   with pytest.raises(UserInputError, match=message):
     train.train_and_evaluate(small_config(**overrides), str(workdir))
   assert not (workdir / 'checkpoints').exists()
+
+
+GOOD_STATS = {'mean_rgb': [120.0, 115.0, 100.0], 'pca_eigenvalues': [0.2, 0.02, 0.002],
+              'pca_eigenvectors': np.eye(3).tolist(), 'mean_image': 'stats.mean_image.npy'}
+
+
+@pytest.mark.parametrize('content,message', [
+    ({'mean_rgb': [1, 2]}, r"stats.json': mean_rgb=\[1, 2\] must be 3 finite numbers"),
+    ({'pca_eigenvectors': [[1, 0], [0, 1]]},
+     r"pca_eigenvectors=\[\[1, 0\], \[0, 1\]\] must be 3 x 3 finite numbers"),
+    ({'mean_rgb': ['a', 'b', 'c']}, r"mean_rgb=\['a', 'b', 'c'\] must be 3 finite numbers"),
+    ({'pca_eigenvalues': [0.2]},  # Trained silently, broadcast over R, G and B.
+     r"pca_eigenvalues=\[0.2\] must be 3 finite numbers"),
+    ({'pca_eigenvalues': [0.2, -0.1, 0.0]}, r'cannot be negative'),
+    ([1, 2, 3], r'cannot be read as the output of python -m alexnet_jax.dataset_stats \(a JSON '
+     r'list, not an object\)'),
+    ({'mean_rgb': None, 'drop': 'pca_eigenvalues'}, r'\(no pca_eigenvalues\)'),
+])
+def test_a_stats_file_of_other_shapes_or_kinds_is_refused_before_any_work(tmp_path, content,
+                                                                          message):
+  path = tmp_path / 'stats.json'
+  if isinstance(content, dict):
+    content = {**GOOD_STATS, **content}
+    content.pop(content.pop('drop', None) or 'drop', None)
+  path.write_text(json.dumps(content))
+  workdir = tmp_path / 'run'
+  with pytest.raises(UserInputError, match=message):
+    train.train_and_evaluate(small_config(**{'dataset.stats_file': str(path)}), str(workdir))
+  assert not workdir.exists()
+
+
+def _changed(key, value):
+  """A legal value of config.model.`key` other than `value`."""
+  choices = {'conv1_order': models.CONV1_ORDERS, 'conv1_padding': models.CONV1_PADDINGS,
+             'lrn_alpha_convention': models.LRN_ALPHA_CONVENTIONS,
+             'activation': models.ACTIVATIONS, 'ops': models.OPS_CHOICES,
+             'num_towers': validation.NUM_TOWERS}
+  if key in choices:
+    return next(choice for choice in choices[key] if choice != value)
+  if isinstance(value, bool):
+    return not value
+  if isinstance(value, int):
+    return value + 1
+  if isinstance(value, float):
+    return value / 2 if value else 0.5
+  if isinstance(value, str):
+    return value + 'x'
+  return () if value else ('conv1',)
+
+
+@pytest.mark.parametrize('name', sorted(models.MODELS))
+def test_every_model_key_a_network_does_not_read_is_refused_when_set(name):
+  """The class of issue 32's first defect: `--config.model.lrn=False` on a layer net, or a width
+  multiplier on the Figure-1 net, built the same network and trained under the switch's name."""
+  paper = default.get_config()
+  unread = sorted(set(paper.model.keys()) - models.keys_read(name))
+  assert unread, name  # Every network here lacks some of AlexNet's knobs, or has none to lack.
+  def config_of(key):
+    config = default.get_config()
+    config.model.name = name
+    if name == 'layer_net':
+      config.model.layers = cuda_convnet_cifar.LAYERS['18pct']
+    config.model[key] = _changed(key, paper.model[key])
+    return config
+
+  for key in unread:
+    config = config_of(key)
+    with pytest.raises(UserInputError, match=(
+        rf'^config.model.{key}=.* would change nothing: {name} does not read model.{key} '
+        rf'\({re.escape(models.KNOBS_ELSEWHERE[name])}\)\. Leave it at ')):
+      validation.validate_config(config)
+  for key in sorted(models.keys_read(name) & set(paper.model.keys())):  # Read: no such refusal.
+    try:
+      validation.validate_config(config_of(key))
+    except UserInputError as e:
+      assert 'would change nothing' not in str(e), (key, e)
+
+
+@pytest.mark.parametrize('config,key,value', [
+    (cuda_convnet_cifar.get_config('18pct'), 'lrn', False),
+    (cuda_convnet_cifar.get_config('18pct'), 'pool_size', 2),
+    (small_config(), 'width_multiplier', 0.5),
+])
+def test_the_switches_that_did_nothing_are_refused(config, key, value):
+  config.model[key] = value
+  with pytest.raises(UserInputError, match=rf'^config.model.{key}={value} would change nothing: '
+                     rf'{config.model.name} does not read model.{key} '):
+    validation.validate_config(config)
+
+
+def test_main_refuses_a_switch_the_network_does_not_read_before_writing(tmp_path):
+  workdir = tmp_path / 'run'
+  result = run_main('--config.dataset.name=synthetic', '--config.model.lrn=False',
+                    f'--workdir={workdir}', config='configs/cuda_convnet_cifar.py:18pct')
+  assert result.returncode == 2
+  assert result.stderr.strip() == (
+      'error: config.model.lrn=False would change nothing: layer_net does not read model.lrn '
+      f'({models.KNOBS_ELSEWHERE["layer_net"]}). Leave it at True.')
+  assert not workdir.exists()
+
+
+def test_a_mesh_axis_of_minus_one_is_named_as_set_and_as_resolved():
+  """mesh.model=-1 was echoed back as 2."""
+  alexnet = default.get_config()
+  alexnet.model.num_towers, alexnet.mesh.data, alexnet.mesh.model = 1, 1, -1
+  with pytest.raises(UserInputError, match=r'not divisible by the model axis of the mesh, '
+                     r'config.mesh.model=-1: 2 devices\.'):
+    validation.validate_for_mesh(alexnet, 1, 2, process_count=1)
+
+
+def test_output_folders_are_made_or_refused_before_the_work(tmp_path):
+  """dataset_stats computed for a minute, then failed on a missing folder; report --plot into a
+  folder it could not write printed the tables, then a traceback."""
+  assert paths.unwritable_folder(tmp_path / 'new' / 'plots') is None
+  assert (tmp_path / 'new' / 'plots').is_dir() and not os.listdir(tmp_path / 'new' / 'plots')
+  (tmp_path / 'a_file').write_text('')
+  assert paths.unwritable_folder(tmp_path / 'a_file' / 'plots') == 'Not a directory'
+  result = subprocess.run([sys.executable, '-m', 'alexnet_jax.report', 'results/',
+                           f'--plot={tmp_path / "a_file" / "plots"}'], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2 and not result.stdout
+  assert result.stderr.strip().splitlines()[-1] == (
+      f'error: --plot={tmp_path / "a_file" / "plots"}: the folder cannot be written (Not a '
+      'directory).')
+
+
+def test_the_tower_rule_of_the_mesh_binds_only_a_net_with_towers():
+  alexnet = default.get_config()
+  alexnet.model.num_towers, alexnet.mesh.model = 1, 2
+  with pytest.raises(UserInputError, match=r'config.model.num_towers=1 is not divisible by the '
+                     r'model axis of the mesh, config.mesh.model=2'):
+    validation.validate_for_mesh(alexnet, 4, 2, process_count=1)
+  # The Figure-1 net splits each layer's features over the model axis instead.
+  validation.validate_for_mesh(small_config(), 4, 2, process_count=1)
+
+
+@pytest.mark.parametrize('ops', ['cpu', 'xla'])
+def test_a_crop_too_small_for_alexnet_is_named_with_either_op_set(ops):
+  """With the CPU op set this died in cpu_ops._window_views with a TypeError."""
+  config = default.get_config()
+  config.model.ops = ops
+  with pytest.raises(UserInputError, match=r'^config.dataset.crop_size=63 is too small for '
+                     r'AlexNet: its pooling leaves no pixels'):
+    train.train_state_shapes(config, models.create_model(config.model, 10), (63, 63, 3))
+
+
+def test_resuming_on_data_of_another_size_or_other_classes_is_refused(tmp_path):
+  """Issue 32: 180 images, then 360 in another folder, gave epochs recorded at steps 5, 11, 22
+  and a history of epochs [1, 1, 2]."""
+  def folder(name, classes=('cat', 'dog', 'ship'), per_class=20):
+    write_image_folder(tmp_path / name, classes=classes, per_class=per_class, size=(32, 32))
+    return str(tmp_path / name)
+
+  def config(data_dir, num_epochs):
+    return small_config(**{'dataset.name': 'image_folder', 'dataset.data_dir': data_dir,
+                           'num_epochs': num_epochs, 'dataset.shuffle_buffer': 60})
+
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(config(folder('first'), 1), workdir)
+  for other, found in ((folder('bigger', per_class=40), '120 training examples of 3 classes'),
+                       (folder('renamed', classes=('cat', 'dog', 'frog')),
+                        '60 training examples of 3 classes (cat, dog, frog)')):
+    with pytest.raises(UserInputError, match=rf"^workdir '{workdir}' was trained on 60 training "
+                       rf"examples of 3 classes \(cat, dog, ship\), but dataset.data_dir='{other}' "
+                       rf'holds {re.escape(found)}'):
+      train.train_and_evaluate(config(other, 2), workdir)
+  shutil.copytree(tmp_path / 'first', tmp_path / 'moved')  # The same data, moved: it resumes.
+  train.train_and_evaluate(config(str(tmp_path / 'moved'), 2), workdir)
+  assert [m['epoch'] for m in read_metrics(workdir) if 'eval_top1_error' in m] == [1, 2]

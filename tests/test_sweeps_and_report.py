@@ -1,6 +1,7 @@
 """Claim configs and their sweeps, the launchers, and the report read back from checkpoints."""
 
 import csv
+import functools
 import dataclasses
 import io
 import os
@@ -51,6 +52,14 @@ def test_every_config_loads_and_its_sweep_expands(name):
       assert all(f'--config.{k}={naming.flag_value(v)}' in run.command
                  for k, v in run.overrides.items())
       assert 'seed=' in run.name
+      # Each run's config is valid too: no sweep sets a key that its network does not read.
+      point = module.get_config(run.overrides.get('variant', variant) or 'imagenet') \
+          if variant or 'variant' in run.overrides else module.get_config()
+      for key, value in run.overrides.items():
+        if key != 'variant':
+          *sections, last = key.split('.')
+          functools.reduce(lambda c, part: c[part], sections, point)[last] = value
+      validation.validate_config(point)
 
 
 def test_a_flag_after_the_double_dash_may_not_override_a_swept_key():
@@ -115,8 +124,8 @@ def test_local_sweep_runs_resumes_and_skips(tmp_path, capsys):
   assert process.returncode == 128 + signal.SIGTERM
   stopped_at = run_folder.read_run(first.workdir).latest_step
   assert 0 < stopped_at < 200
-  assert local.status(first.workdir) == f'resumes at step {stopped_at}'
-  assert local.status(second.workdir) == 'new'
+  assert sweep.status(first) == f'resumes at step {stopped_at}'
+  assert sweep.status(second) == 'new'
 
   # Each run's record is written as it finishes (records/sweep: the root's own name, so that
   # the report names the runs alike from either).
@@ -136,6 +145,15 @@ def test_local_sweep_runs_resumes_and_skips(tmp_path, capsys):
   assert 'started' not in said
   assert modified == [os.path.getmtime(os.path.join(r.workdir, 'metrics.jsonl'))
                       for r in (first, second)]
+  # Asked for more epochs, a run finished (and recorded) under fewer is not finished: every
+  # launcher hands it to main, which continues it.
+  longer = ['--', '--config.num_epochs=2']
+  assert local.main([f'--config={config}', f'--root={root}', f'--record={records}',
+                     '--dry_run', *longer]) == 0
+  said = capsys.readouterr().out
+  assert 'seed=0: resumes at step 200 (num_epochs 1 -> 2)' in said and 'finished' not in said
+  assert slurm.main([f'--config={config}', f'--root={root}', '--dry_run', *longer]) == 0
+  assert '#SBATCH --array=0-1' in capsys.readouterr().out
   # The records give the report's tables and plots to the byte, and the same kernels.
   outputs = {}
   for table in ('runs', 'claims'):
@@ -221,6 +239,15 @@ def test_slurm_script_for_a_three_run_sweep(tmp_path):
   assert dry.returncode == 0 and dry.stdout.startswith('#!/bin/bash')
 
 
+@pytest.mark.parametrize('flag', ['--parallel=0', '--parallel=-1', '--gpus_per_run=-1'])
+def test_local_refuses_a_count_of_runs_at_once_below_one(tmp_path, capsys, flag):
+  with pytest.raises(SystemExit) as exit_info:
+    local.main([f'--config={REPO}/configs/relu_vs_tanh.py', f'--root={tmp_path}', flag])
+  assert exit_info.value.code == 2
+  assert 'run at least 1 at once, each with 0 or more GPUs' in capsys.readouterr().err
+  assert not os.listdir(tmp_path)
+
+
 def test_report_on_nothing_says_so_in_one_line(tmp_path):
   empty = subprocess.run([sys.executable, '-m', 'alexnet_jax.report', str(tmp_path)], cwd=REPO,
                          capture_output=True, text=True, timeout=60)
@@ -293,7 +320,7 @@ def test_comparison_claims_need_the_gain_in_every_seed():
   judge = claims.comparison(claims.has_lrn, claims.half_of(1.4, 2.0))
   verdict = judge([run(True, 0, 0.11), run(False, 0, 0.13), run(True, 1, 0.12),
                    run(False, 1, 0.13)])
-  assert verdict.verdict == 'reproduced' and verdict.ours.startswith('top-1 1.50 ± 0.71%')
+  assert verdict.verdict == 'reproduced' and verdict.ours.startswith('top-1 -1.50 ± 0.71%')
   assert judge([run(True, 0, 0.11), run(False, 0, 0.13), run(True, 1, 0.14),
                 run(False, 1, 0.13)]).verdict == 'not reproduced'
   assert judge([]).verdict == claims.NOT_RUN
@@ -345,8 +372,8 @@ def test_c8_splits_the_towers_by_their_share_of_colour_specific_kernels(tmp_path
               for n in (specific_in_tower1, specific_in_tower2)]
     return np.concatenate(towers[0] + towers[1], axis=3)
 
-  runs = [fake_run(seed=s, model={'num_towers': 2}) for s in (0, 1)]
-  one_tower = fake_run(seed=2, model={'num_towers': 1})  # Not judged: it has no towers.
+  runs = [fake_run(seed=s, model={'name': 'alexnet', 'num_towers': 2}) for s in (0, 1)]
+  one_tower = fake_run(seed=2, model={'name': 'alexnet', 'num_towers': 1})  # Not judged.
   # Seed 1's colour-specific tower is the first: the colour-agnostic tower is listed first.
   layout = {0: kernels(1, 3), 1: kernels(4, 0), 2: kernels(0, 0)}
   kernel_of = lambda run: layout[run.config['seed']]

@@ -172,8 +172,9 @@ def test_imagenette_131_config_trains_on_a_generated_folder_at_its_resolution(tm
 def test_bad_input_exits_with_one_clear_line(tmp_path, case):
   workdir = str(tmp_path / 'run')
   empty = tmp_path / 'empty'
-  (empty / 'train' / 'cat').mkdir(parents=True)
-  (empty / 'test' / 'cat').mkdir(parents=True)
+  for split in ('train', 'test'):
+    for name in ('cat', 'dog'):
+      (empty / split / name).mkdir(parents=True)
   (tmp_path / 'a_file').write_text('')
   args, expected = {
       'activation': (['--config.model.activation=sigmoid'],
