@@ -64,6 +64,7 @@ def test_sigterm_ends_the_process_cleanly_with_a_checkpoint(tmp_path):
   process.send_signal(signal.SIGTERM)
   _, stderr = process.communicate(timeout=120)
   assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+  assert 'Run folder' not in stderr  # A workdir given is not echoed: main did not choose it.
   last = stderr.strip().splitlines()[-1]
   assert last.startswith('stopped by SIGTERM at step ') and 'run the same command' in last
   step = int(last.split('at step ')[1].split(',')[0])
