@@ -99,8 +99,9 @@ def test_bytes_damaged_inside_checkpoint_data_fall_back_to_the_previous_checkpoi
   with caplog.at_level('INFO'):
     final = train.train_and_evaluate(small_config(num_epochs=2, checkpoint_every_steps=5),
                                      workdir)
-  assert 'The checkpoint at step 16 cannot be read (its arrays differ from the digest' in \
-      caplog.text
+  # Mostly the digest catches it; where the bytes land in OCDBT's index (the layout of its data
+  # files varies with the order of the asynchronous writes), the read itself fails.
+  assert 'The checkpoint at step 16 cannot be read (' in caplog.text
   assert 'Resumed from the checkpoint at step 15' in caplog.text
   assert np.isfinite(final['train_loss'])
   step, params = latest_params(workdir)
