@@ -35,6 +35,10 @@ class Rule:
   why: str = ''  # Why it is not run here.
   shorten: tuple[str, ...] = ()  # Flags appended in CI: the same command, shorter.
   expect: tuple[str, ...] = ()  # Paths under the working folder or $HOME it must leave.
+  # Run again with these flags instead of `shorten`, it must say this (the README's "run it
+  # again and it resumes").
+  again: tuple[str, ...] = ()
+  again_says: str = ''
 
 
 RULES = [
@@ -42,7 +46,8 @@ RULES = [
     Rule('README.md', r'pip install -r requirements\.txt$', RUN),
     Rule('README.md', r'python -m alexnet_jax\.main --config=configs/relu_vs_tanh\.py '
          r'--config\.dataset\.name=synthetic$', RUN, shorten=('--config.num_epochs=1',),
-         expect=('runs/relu_vs_tanh/18pct/name=synthetic/checkpoints',)),
+         expect=('runs/relu_vs_tanh/18pct/name=synthetic/checkpoints',),
+         again=('--config.num_epochs=2',), again_says='Resumed from the checkpoint at step 2'),
     Rule('README.md', r'python -m alexnet_jax\.main --config=configs/relu_vs_tanh\.py$', NOT_RUN,
          'TFDS downloads CIFAR-10 (offline it stops in seconds; test_input_pipeline holds that)'),
     Rule('README.md', r'python -m pytest -q tests$', THE_TESTS),
@@ -284,10 +289,19 @@ RUN_HERE = [c for c in commands() if rule_of(c) and rule_of(c).kind == RUN]
 def test_command_runs_as_written(sandbox, command):
   work, home, env = sandbox
   rule = rule_of(command)
-  script = ''.join(f'{name}={value}\n' for name, value in command.variables)
-  script += ' '.join([command.text, *rule.shorten])
-  result = subprocess.run(['bash', '-c', script], cwd=work, env=env, capture_output=True,
-                          text=True, timeout=600)
-  assert result.returncode == 0, f'{script}\n{result.stderr[-3000:]}'
+  def run(flags):
+    script = ''.join(f'{name}={value}\n' for name, value in command.variables)
+    script += ' '.join([command.text, *flags])
+    result = subprocess.run(['bash', '-c', script], cwd=work, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, f'{script}\n{result.stderr[-3000:]}'
+    return script, result
+
+  script, result = run(rule.shorten)
   for path in rule.expect:
     assert (work / path).exists() or (home / path).exists(), f'{script}: no {path}'
+    if path.startswith('runs/'):  # main chose the folder: its first line says which.
+      assert f'Run folder: {path.split("/checkpoints")[0]}' in result.stderr.splitlines()[0]
+  if rule.again:
+    script, result = run(rule.again)
+    assert rule.again_says in result.stderr, f'{script}\n{result.stderr[-3000:]}'

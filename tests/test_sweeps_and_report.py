@@ -15,7 +15,8 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from alexnet_jax import checkpoints, claims, naming, plots, run_folder, train, validation
+from alexnet_jax import (checkpoints, claims, naming, plots, report, run_folder, train,
+                         validation)
 from alexnet_jax.run_folder import Run
 from configs import cuda_convnet_cifar
 from launch import local, slurm, sweep
@@ -211,12 +212,13 @@ def test_local_sweep_runs_resumes_and_skips(tmp_path, capsys):
 
 
 def report_output(root, table, plot_dir):
-  """What `report ROOT --table=TABLE --format=csv --plot=PLOT_DIR` prints."""
-  result = subprocess.run([sys.executable, '-m', 'alexnet_jax.report', str(root), '--format=csv',
-                           f'--table={table}', f'--plot={plot_dir}'], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
-  assert result.returncode == 0, result.stderr[-2000:]
-  return result.stdout
+  """What `report ROOT --table=TABLE --format=csv --plot=PLOT_DIR` prints and draws, by the
+  functions its main calls, in this process (the command itself runs in the test above)."""
+  runs = report.distinct_runs([run_folder.read_run(f) for f in run_folder.find_runs(str(root))])
+  rows = (report.run_rows(runs, [str(root)], 0.25) if table == 'runs' else
+          report.claim_rows(runs, 'csv'))
+  plots.write_all(runs, str(plot_dir))
+  return report.format_table(rows, 'csv')
 
 
 def test_slurm_script_for_a_three_run_sweep(tmp_path):

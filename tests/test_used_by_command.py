@@ -1,5 +1,6 @@
 """The command users type first, `python -m alexnet_jax.main --config=configs/relu_vs_tanh.py`:
-without --workdir, and offline."""
+with an empty --workdir, and offline. Without --workdir, as the README writes it (its folder
+named after it, resumed when run again): tests/test_commands.py."""
 
 import os
 import socket
@@ -26,25 +27,6 @@ def _main(cwd, *args):
        f'--config={os.path.join(REPO, "configs", "relu_vs_tanh.py")}', *args],
       cwd=cwd, env={**os.environ, 'PYTHONPATH': REPO}, capture_output=True, text=True,
       timeout=300)
-
-
-def test_without_a_workdir_a_run_goes_to_a_folder_named_after_it_and_resumes_there(tmp_path):
-  first = _main(tmp_path, *SMALL, '--config.num_epochs=1')
-  assert first.returncode == 0, first.stderr[-3000:]
-  # The default variant and the overrides that define the experiment name the folder; how long
-  # it runs (num_epochs) and its devices (mesh) do not, so that a longer run resumes it.
-  folder = 'runs/relu_vs_tanh/18pct/name=synthetic,synthetic_train_examples=64,' \
-           'synthetic_eval_examples=20,batch_size=32'
-  lines = [line for line in first.stderr.splitlines() if line.strip()]
-  assert lines[0].endswith(f'] Run folder: {folder}'), lines[:3]
-  assert (tmp_path / folder / 'config.json').is_file()
-  assert os.listdir(tmp_path / 'runs' / 'relu_vs_tanh' / '18pct') == [os.path.basename(folder)]
-
-  again = _main(tmp_path, *SMALL, '--config.num_epochs=2')
-  assert again.returncode == 0, again.stderr[-3000:]
-  assert f'] Run folder: {folder}' in again.stderr
-  assert 'Resumed from the checkpoint at step 2' in again.stderr  # 64 images, batch 32.
-  assert os.listdir(tmp_path / 'runs' / 'relu_vs_tanh' / '18pct') == [os.path.basename(folder)]
 
 
 def test_an_empty_workdir_is_refused_before_anything_is_written(tmp_path):
