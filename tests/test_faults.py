@@ -64,10 +64,10 @@ def test_a_second_process_on_a_busy_workdir_is_refused_and_a_killed_owner_frees_
 
 def test_resuming_another_experiment_is_refused_before_anything_is_written(tmp_path):
   workdir = tmp_path / 'd'
-  first = run_main(f'--workdir={workdir}', *SYNTHETIC, '--config.num_epochs=2')
+  first = run_main(f'--workdir={workdir}', *SYNTHETIC, '--config.num_epochs=1')
   assert first.returncode == 0, first.stderr[-2000:]
   before = {p: os.path.getmtime(p) for p in glob.glob(str(workdir / '*'))}
-  tanh = run_main(f'--workdir={workdir}', *SYNTHETIC, '--config.num_epochs=2',
+  tanh = run_main(f'--workdir={workdir}', *SYNTHETIC, '--config.num_epochs=1',
                   '--config.model.activation=tanh', '--config.learning_rate=0.002')
   assert tanh.returncode == 2
   line = _one_error_line(tanh)
@@ -77,10 +77,10 @@ def test_resuming_another_experiment_is_refused_before_anything_is_written(tmp_p
     assert json.load(f)['model']['activation'] == 'relu'
   # Deliberately: the flag resumes the ReLU weights as a tanh net and says so in config.json.
   # (Keys a resume may change, such as num_epochs, are test_a_run_config_is_compared_on_...)
-  allowed = run_main(f'--workdir={workdir}', *SYNTHETIC, '--config.num_epochs=3',
+  allowed = run_main(f'--workdir={workdir}', *SYNTHETIC, '--config.num_epochs=2',
                      '--config.model.activation=tanh', '--allow_changed_config')
   assert allowed.returncode == 0, allowed.stderr[-2000:]
-  assert latest_params(str(workdir))[0] == 3 * 256 // 32
+  assert latest_params(str(workdir))[0] == 2 * 256 // 32
   with open(workdir / 'config.json') as f:
     assert json.load(f)['model']['activation'] == 'tanh'
 
