@@ -469,6 +469,12 @@ KNOBS_ELSEWHERE = {
 }
 
 
+def as_tuples(value: Any) -> Any:
+  """Lists (from JSON or the command line) as tuples, nested ones too, as the config files write
+  them."""
+  return tuple(map(as_tuples, value)) if isinstance(value, (list, tuple)) else value
+
+
 def keys_read(name: str) -> frozenset[str]:
   """The config.model keys that create_model reads for the network `name`: its attributes, the
   op set, and its micro-batch size and layer file where it has them. Any other key changes
@@ -506,9 +512,7 @@ def create_model(model_config, num_classes: int, *, data_axis: str | None = None
   cls = MODELS[model_config.name]
   fields = {f for f in cls.__dataclass_fields__ if f not in ('parent', 'name')}
   kwargs = {k: v for k, v in model_config.items() if k in fields}
-  # Lists (from JSON or the command line) become tuples: module attributes must be hashable.
-  as_tuple = lambda v: tuple(as_tuple(x) for x in v) if isinstance(v, (list, tuple)) else v
-  kwargs = {k: as_tuple(v) for k, v in kwargs.items()}
+  kwargs = {k: as_tuples(v) for k, v in kwargs.items()}  # Module attributes must be hashable.
   ops = kwargs.pop('ops', 'auto')
   if ops == 'auto':
     ops = 'cpu' if jax.default_backend() == 'cpu' else 'xla'

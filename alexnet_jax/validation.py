@@ -1,7 +1,5 @@
 """Checks of a config before any work: each bad value is named with what is allowed."""
 
-from typing import Any
-
 import ml_collections
 
 from alexnet_jax import convnet_layers, image_stats, models
@@ -26,11 +24,6 @@ def _check(condition: bool, message: str) -> None:
     raise UserInputError(message)
 
 
-def _as_tuples(value: Any) -> Any:
-  """Lists (from JSON or the command line) as tuples, to compare with the config files'."""
-  return tuple(map(_as_tuples, value)) if isinstance(value, (list, tuple)) else value
-
-
 def check_keys_read(model: ml_collections.ConfigDict,
                     defaults: ml_collections.ConfigDict) -> None:
   """A config.model key that the chosen network does not read must keep its value in `defaults`
@@ -39,7 +32,7 @@ def check_keys_read(model: ml_collections.ConfigDict,
   read = models.keys_read(model.name)
   for key in sorted(set(model.keys()) - read):
     default = defaults.get(key)
-    _check(_as_tuples(model[key]) == _as_tuples(default),
+    _check(models.as_tuples(model[key]) == models.as_tuples(default),
            f'config.model.{key}={model[key]!r} would change nothing: {model.name} does not read '
            f'model.{key} ({models.KNOBS_ELSEWHERE[model.name]}). '
            + (f'Leave it at {default!r}.' if key in defaults else 'Remove it.'))
