@@ -3,9 +3,9 @@ r"""Compiles a config's train and eval steps for a TPU slice (or H100 GPUs) on a
   python -m alexnet_jax.compile_check --config=configs/default.py --topology=v5e:2x4 \
       --config.mesh.data=4 --config.mesh.model=2 [--config.compute_dtype=bfloat16]
 
-The steps are the ones `train.py` runs (XLA's own ops: `model.ops=xla`), lowered from abstract
-inputs with the run's shardings and compiled by libtpu for the topology's devices, as MaxText's
-`train_compile.py` does. Per step it prints each device's memory (arguments, outputs, temporaries)
+The steps are the ones training runs (`steps.make_steps`, with XLA's own ops: `model.ops=xla`),
+lowered from abstract inputs with the run's shardings and compiled by libtpu for the topology's
+devices, as MaxText's `train_compile.py` does. Per step it prints each device's memory (arguments, outputs, temporaries)
 against the chip's HBM, FLOPs and bytes accessed per device, the collectives of the compiled
 program by kind and mesh axis, and a lower bound on the step time from the chip's peak FLOP/s and
 HBM bandwidth. A config that does not fit says so in one line, and the command exits with 2.
@@ -331,10 +331,10 @@ def num_classes_of(dataset_config: Any) -> int:
 
 
 def compile_steps(config: Any, devices: Sequence[Any], num_classes: int,
-                  steps: Sequence[str] = ('train', 'eval')
+                  step_names: Sequence[str] = ('train', 'eval')
                   ) -> tuple[list[StepReport], tuple[int, int]]:
   """`config`'s train and (or) eval steps, compiled for `devices`, and the mesh shape."""
-  from alexnet_jax import input_pipeline, models, parallel, train, validation  # pylint: disable=g-import-not-at-top
+  from alexnet_jax import models, parallel, steps, validation  # pylint: disable=g-import-not-at-top
   config = config.copy_and_resolve_references()
   with config.unlocked():
     config.model.ops = 'xla'  # What an accelerator runs.
@@ -346,11 +346,11 @@ def compile_steps(config: Any, devices: Sequence[Any], num_classes: int,
   mesh_shape = (mesh.shape[parallel.DATA_AXIS], mesh.shape[parallel.MODEL_AXIS])
   validation.validate_for_mesh(config, *mesh_shape, process_count=1)
   image_shape = (config.dataset.crop_size, config.dataset.crop_size, 3)
-  _, abstract, specs = train.train_state_shapes(
+  _, abstract, specs = steps.train_state_shapes(
       config, models.create_model(config.model, num_classes), image_shape)
   model = models.create_model(config.model, num_classes, data_axis=parallel.DATA_AXIS,
                               model_axis=parallel.MODEL_AXIS)
-  train_fn, eval_fn = train.make_steps(config, model, mesh, specs, steps_per_epoch=1000)
+  train_fn, eval_fn = steps.make_steps(config, model, mesh, specs, steps_per_epoch=1000)
   with_sharding = lambda tree, spec_tree: jax.tree.map(
       lambda leaf, spec: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
                                               sharding=jax.sharding.NamedSharding(mesh, spec)),
@@ -358,8 +358,7 @@ def compile_steps(config: Any, devices: Sequence[Any], num_classes: int,
   batch = lambda size, is_train: {
       key: jax.ShapeDtypeStruct(shape, dtype, sharding=jax.sharding.NamedSharding(
           mesh, parallel.BATCH_SPEC))
-      for key, (shape, dtype) in input_pipeline.batch_shapes(config.dataset, size,
-                                                             is_train).items()}
+      for key, (shape, dtype) in steps.batch_shapes(config.dataset, size, is_train).items()}
   state = with_sharding(abstract, specs)
   reports = []
   for name, fn, args, size in (('train', train_fn, (state, batch(config.batch_size, True)),
@@ -367,7 +366,7 @@ def compile_steps(config: Any, devices: Sequence[Any], num_classes: int,
                                ('eval', eval_fn, (state.params, batch(config.eval_batch_size,
                                                                       False)),
                                 config.eval_batch_size)):
-    if name not in steps:
+    if name not in step_names:
       continue
     start = time.perf_counter()
     try:
@@ -399,7 +398,7 @@ def main(argv: Sequence[str]) -> None:
     sys.exit(errors.EXIT_BAD_INPUT)
 
 
-def check(config: Any, topology: str, steps: Sequence[str] = ('train', 'eval'),
+def check(config: Any, topology: str, step_names: Sequence[str] = ('train', 'eval'),
           num_classes: int = 0, markdown: bool = False) -> int:
   """Compiles and describes `config`'s steps for `topology`; the exit code (2: does not fit)."""
   chip, shape = parse_topology(topology)
@@ -407,13 +406,13 @@ def check(config: Any, topology: str, steps: Sequence[str] = ('train', 'eval'),
   print(f'{topology}: {len(devices)} x {devices[0].device_kind}; {chip.name}: '
         f'{_size(chip.hbm_bytes)} HBM, {chip.peak_flops / 1e12:.0f} TFLOP/s (bfloat16), '
         f'{chip.hbm_bytes_per_s / 1e9:.0f} GB/s ({chip.source})')
-  unknown = set(steps) - {'train', 'eval'}
+  unknown = set(step_names) - {'train', 'eval'}
   if unknown:
-    raise errors.UserInputError(f'--steps={",".join(steps)}: {sorted(unknown)} are not steps; '
+    raise errors.UserInputError(f'--steps={",".join(step_names)}: {sorted(unknown)} are not steps; '
                                 "use 'train' and/or 'eval'.")
   num_classes = num_classes or num_classes_of(config.dataset)
   try:
-    reports, mesh_shape = compile_steps(config, devices, num_classes, steps)
+    reports, mesh_shape = compile_steps(config, devices, num_classes, step_names)
   except DoesNotFit as e:
     print(f'error: does not fit {topology}: {e}', file=sys.stderr)
     return errors.EXIT_BAD_INPUT

@@ -31,7 +31,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from alexnet_jax import errors, models, quiet
+from alexnet_jax import errors, models, quiet, steps
 from alexnet_jax.errors import UserInputError
 
 FLAGS = flags.FLAGS
@@ -63,8 +63,7 @@ def _apply(model: Any, params: Any, images: jax.Array, dropout_key: jax.Array | 
 
 def loss_fn(model: Any, params: Any, images: jax.Array, labels: jax.Array,
             dropout_key: jax.Array) -> jax.Array:
-  from alexnet_jax import train  # pylint: disable=g-import-not-at-top  (TensorFlow)
-  return jnp.mean(train.cross_entropy(_apply(model, params, images, dropout_key), labels))
+  return jnp.mean(steps.cross_entropy(_apply(model, params, images, dropout_key), labels))
 
 
 def gradient_ratios(model: Any, params: Any, images: jax.Array, labels: jax.Array,
@@ -182,7 +181,7 @@ def main(argv: list[str]) -> None:
       sys.exit(errors.EXIT_BAD_INPUT)
   quiet.import_tensorflow()
   quiet.jax_platform_search()
-  from alexnet_jax import input_pipeline, parallel, train, validation  # pylint: disable=g-import-not-at-top
+  from alexnet_jax import parallel, validation  # pylint: disable=g-import-not-at-top
   config = FLAGS.config
   try:
     validation.validate_config(config)
@@ -199,13 +198,12 @@ def main(argv: list[str]) -> None:
                for b in batches]
 
   plain = models.create_model(config.model, num_classes)
-  state, specs = train.create_train_state(config, plain, (config.dataset.crop_size,) * 2 + (3,),
+  state, specs = steps.create_train_state(config, plain, (config.dataset.crop_size,) * 2 + (3,),
                                           mesh)
   print(f'{num_classes} classes, {len(batches)} batches of {config.batch_size}, '
         f'{config.dataset.crop_size} px; at init, on the first batch:')
   # The first batch as the network sees it: measured at init, and probed while training.
-  probe = jnp.asarray(input_pipeline.training_images(batches[0],
-                                                     config.dataset.scale_after_lighting))
+  probe = jnp.asarray(steps.training_images(batches[0], config.dataset.scale_after_lighting))
   print_measurements_at_init(config, plain, jax.device_get(state.params), probe,
                              jnp.asarray(batches[0]['label']),
                              jax.random.fold_in(jax.device_get(state.rng), 0),  # Step 1's.
@@ -213,13 +211,13 @@ def main(argv: list[str]) -> None:
 
   model = models.create_model(config.model, num_classes, data_axis=parallel.DATA_AXIS,
                               model_axis=parallel.MODEL_AXIS)
-  train_fn, _ = train.make_steps(config, model, mesh, specs, steps_per_epoch)
+  train_fn, _ = steps.make_steps(config, model, mesh, specs, steps_per_epoch)
   _, hidden = classifier_and_hidden(config.model)
   stats_fn = jax.jit(lambda params, images: score_stats(plain, params, images, hidden))
   stat_names = SCORE_STATS + tuple(f'dead {name}' for name in hidden)
   losses, train_errors = [], []
   for step in range(1, FLAGS.steps + 1):
-    state, metrics = train_fn(state, train.global_batch(batches[(step - 1) % len(batches)], mesh))
+    state, metrics = train_fn(state, steps.global_batch(batches[(step - 1) % len(batches)], mesh))
     losses.append(float(metrics['loss']))
     train_errors.append(float(metrics['error']))
     line = f'step {step} loss {losses[-1]:.3f} error {train_errors[-1]:.3f}'

@@ -68,15 +68,15 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str,
   """(step, metrics) of the run in `workdir` at `checkpoint` on `config`'s evaluation split."""
   import jax  # pylint: disable=g-import-not-at-top
   from alexnet_jax import (checkpoints, input_pipeline, models, parallel,  # pylint: disable=g-import-not-at-top
-                           train, validation)
+                           steps, validation)
 
   validation.validate_config(config)
   parallel.set_cpu_devices(config)
   if not (paths.Path(workdir) / checkpoints.CHECKPOINTS_DIR).is_dir():
     raise UserInputError(f'workdir {workdir!r} has no checkpoints.')
   with checkpoints.create_manager(workdir, read_only=True) as manager:
-    steps = {'latest': manager.latest_step(), 'best': manager.best_step()}
-    step = steps.get(checkpoint) if checkpoint in steps else (
+    named = {'latest': manager.latest_step(), 'best': manager.best_step()}
+    step = named.get(checkpoint) if checkpoint in named else (
         int(checkpoint) if checkpoint.isdigit() else None)
     if step is None or step not in manager.all_steps():
       raise UserInputError(f'--checkpoint={checkpoint}: {workdir!r} has no such checkpoint; '
@@ -86,18 +86,18 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str,
                                           jax.process_count())
     mesh = parallel.create_mesh(config.mesh.data, config.mesh.model)
     image_shape = (config.dataset.crop_size, config.dataset.crop_size, 3)
-    fresh, specs = train.create_train_state(
+    fresh, specs = steps.create_train_state(
         config, models.create_model(config.model, source.num_classes), image_shape, mesh)
     checkpoints.check_same_network(manager, step, fresh)
     state = checkpoints.restore_step(manager, step, fresh)
   model = models.create_model(config.model, source.num_classes, data_axis=parallel.DATA_AXIS,
                               model_axis=parallel.MODEL_AXIS)
-  _, eval_fn = train.make_steps(config, model, mesh, specs, steps_per_epoch=1)
+  _, eval_fn = steps.make_steps(config, model, mesh, specs, steps_per_epoch=1)
   batches = input_pipeline.eval_batches(
       source, config.dataset, batch_size=config.eval_batch_size // jax.process_count(),
       normalization=input_pipeline.Normalization.from_config(config.dataset),
       process_count=jax.process_count())
-  return step, train.evaluate(eval_fn, state.params, batches.as_numpy_iterator(), mesh)
+  return step, steps.evaluate(eval_fn, state.params, batches.as_numpy_iterator(), mesh)
 
 
 def row(step: int, split: str, metrics: dict[str, Any]) -> dict[str, str]:

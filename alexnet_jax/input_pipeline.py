@@ -16,7 +16,6 @@ import socket
 import urllib.parse
 from typing import Any, Iterable, Iterator, Sequence
 
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tensorflow as tf
@@ -365,7 +364,7 @@ class Normalization:
 def augment(image: tf.Tensor, seed: tf.Tensor, *, how: str, image_size: int, crop_size: int,
             random_crop: bool, random_flip: bool, normalization: Normalization,
             antialias: bool = False) -> dict[str, tf.Tensor]:
-  """A training example (Sec. 4.1) as three tensors, which `training_images` combines on the
+  """A training example (Sec. 4.1) as three tensors, which `steps.training_images` combines on the
   device, where it fuses into the first layer instead of taking passes over the pixels here:
   'image', a random (or the central) crop of the image_size square, uint8; 'shift', minus the
   mean plus the PCA lighting noise, [3] ([crop, crop, 3] with a mean image); 'flip', whether the
@@ -437,7 +436,7 @@ def train_epoch(source: Source, config: ml_collections.ConfigDict, *, global_bat
                 cached: tf.data.Dataset | None = None,
                 normalization: 'Normalization | None' = None) -> Iterator[dict[str, np.ndarray]]:
   """This process's rows of batches `skip_batches` to `num_batches` of one epoch: 'image',
-  'shift' and 'flip' (`augment`, which `training_images` combines), 'label', and POSITION: how
+  'shift' and 'flip' (`augment`, which `steps.training_images` combines), 'label', and POSITION: how
   many examples of this process's stream (the epoch's, repeated) precede the next batch,
   dropped ones included.
 
@@ -495,40 +494,9 @@ def training_cache(source: Source, config: ml_collections.ConfigDict) -> tf.data
   return _decoded(source.train, config).cache() if config.cache else None
 
 
-def batch_shapes(config: ml_collections.ConfigDict, batch_size: int,
-                 train: bool) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-  """The (shape, dtype) of each array of a batch as the steps take it (`train_epoch`'s, without
-  POSITION, or `eval_batches`'), without reading any data: for compiling ahead of time."""
-  crop = (config.crop_size, config.crop_size, 3)
-  if train:
-    shift = crop if config.mean == 'image' else (3,)
-    return {'image': ((batch_size, *crop), np.dtype(np.uint8)),
-            'shift': ((batch_size, *shift), np.dtype(np.float32)),
-            'flip': ((batch_size,), np.dtype(bool)),
-            'label': ((batch_size,), np.dtype(np.int32))}
-  views = (10,) if config.ten_crop_eval else ()
-  return {'image': ((batch_size, *views, *crop), np.dtype(np.float32)),
-          'label': ((batch_size,), np.dtype(np.int32)),
-          'mask': ((batch_size,), np.dtype(np.float32))}
-
-
 def num_eval_batches(num_global: int, process_count: int, batch_size: int) -> int:
   """The same on every process: enough for the largest process share."""
   return math.ceil(math.ceil(num_global / process_count) / batch_size)
-
-
-def training_images(batch: dict[str, Any], scale: float = 1.0) -> Any:
-  """A training batch's images as the network sees them (`augment`): float32 crops plus their
-  shifts, times `scale` (`dataset.scale_after_lighting`), reflected where 'flip'. NumPy or JAX
-  arrays; in the step, one fused pass."""
-  xp = np if isinstance(batch['image'], np.ndarray) else jnp
-  shift = batch['shift']
-  if shift.ndim == 2:  # One RGB shift per example.
-    shift = shift[:, None, None, :]
-  images = batch['image'].astype(xp.float32) + shift
-  if scale != 1.0:
-    images = images * xp.float32(scale)
-  return xp.where(batch['flip'][:, None, None, None], images[:, :, ::-1], images)
 
 
 def eval_batches(source: Source, config: ml_collections.ConfigDict, *, batch_size: int,

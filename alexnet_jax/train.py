@@ -1,24 +1,20 @@
-"""Train state, loss, the shard_mapped train and eval steps, and the training loop."""
+"""The training loop: workdir guards, restore, the epochs of steps (`steps`), evaluation, the
+plateau schedule, checkpoints and logs."""
 
 import contextlib
 import dataclasses
-import functools
 import json
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 import tensorflow as tf
 from absl import logging
-from jax import lax
-from jax.sharding import NamedSharding
 
 from alexnet_jax import checkpoints
 from alexnet_jax import input_pipeline
@@ -29,213 +25,9 @@ from alexnet_jax import paths
 from alexnet_jax import parallel
 from alexnet_jax import preemption
 from alexnet_jax import run_folder
+from alexnet_jax import steps
 from alexnet_jax import validation
 from alexnet_jax.errors import DiskFullError, Interrupted, NonFiniteError, UserInputError
-
-BOTH_AXES = (parallel.DATA_AXIS, parallel.MODEL_AXIS)
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: Any
-  opt_state: Any
-  rng: jax.Array  # Raw uint32 key data, so that orbax stores it as a plain array.
-  # Sums over this epoch's mini-batches: loss, errors, examples (the paper's training error).
-  epoch_sums: jax.Array
-  # The plateau schedule's memory (Sec. 5), restored with the run.
-  lr_cuts: jax.Array
-  best_eval_error: jax.Array
-  evals_without_improvement: jax.Array
-
-
-def state_specs(state: TrainState, replicated_layers: tuple[str, ...],
-                tx: optax.GradientTransformation) -> TrainState:
-  """Parameters, and every copy of the parameter tree in the optimizer's state (the velocity),
-  split over 'model'; everything else replicated."""
-  param_specs = parallel.param_specs(state.params, replicated_layers)
-  specs = jax.tree.map(lambda _: parallel.REPLICATED, state)
-  opt_specs = optax.tree_map_params(tx, lambda _, spec: spec, state.opt_state, param_specs,
-                                    transform_non_params=lambda _: parallel.REPLICATED)
-  return specs.replace(params=param_specs, opt_state=opt_specs)
-
-
-def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformationExtraArgs:
-  return optim.paper_sgd(config.momentum, config.weight_decay, decay_biases=config.decay_biases,
-                         bias_lr_multiplier=config.bias_lr_multiplier,
-                         layer_lr_multipliers=dict(config.layer_lr_multipliers),
-                         layer_weight_decay=dict(config.layer_weight_decay))
-
-
-def train_state_shapes(config: ml_collections.ConfigDict, model: Any,
-                       image_shape: tuple[int, ...]) -> tuple[Callable[[], TrainState],
-                                                              TrainState, TrainState]:
-  """A fresh state's initializer, its shapes and dtypes (nothing computed), and its partition
-  specs.
-
-  The parameters are initialised whole (the single-device network), so that every mesh shape
-  starts from the same numbers.
-  """
-  tx = create_optimizer(config)
-  params_key, dropout_key = models.seed_keys(config.seed)
-
-  def init():
-    params = models.init_params(model, image_shape, params_key)
-    return TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params),
-                      rng=dropout_key, epoch_sums=jnp.zeros(3, jnp.float32),
-                      lr_cuts=jnp.int32(0), best_eval_error=jnp.float32(np.inf),
-                      evals_without_improvement=jnp.int32(0))
-
-  # The crop is checked with XLA's op set, whichever the run uses: the CPU op set's pooling
-  # fails on a window larger than its input before any shape can be read.
-  probe = model.clone(ops=models.OPS['xla'])
-  probe_params = jax.eval_shape(lambda: models.init_params(probe, image_shape, params_key))
-  empty = [jax.tree_util.keystr(path) for path, leaf in
-           jax.tree_util.tree_leaves_with_path(probe_params) if leaf.size == 0]
-  if empty:
-    raise UserInputError(f'config.dataset.crop_size={image_shape[0]} is too small for '
-                         f'{type(model).__name__}: its pooling leaves no pixels ({empty[0]} is '
-                         'empty).')
-  abstract = jax.eval_shape(init)
-  return init, abstract, state_specs(abstract, model.replicated_layers(), tx)
-
-
-def create_train_state(config: ml_collections.ConfigDict, model: Any, image_shape: tuple[int, ...],
-                       mesh: jax.sharding.Mesh) -> tuple[TrainState, TrainState]:
-  """A fresh state laid out on `mesh` (computed whole, then placed shard by shard), and its
-  partition specs."""
-  init, _, specs = train_state_shapes(config, model, image_shape)
-  state = jax.jit(init, out_shardings=parallel.shardings(mesh, specs))()
-  return state, specs
-
-
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-
-
-def loss_and_grads(params: Any, batch: dict[str, jax.Array], dropout_key: jax.Array, *,
-                   model: Any, compute_dtype: Any = jnp.float32
-                   ) -> tuple[jax.Array, jax.Array, Any]:
-  """(mean loss over the global batch, this device's logits, gradients), inside shard_map.
-
-  The network runs in `compute_dtype` on a cast of the float32 parameters; logits, loss and
-  gradients are float32. The loss is averaged over 'data' (and over the identical copies on
-  'model') before differentiation; shard_map's transpose then sums each parameter's gradient
-  over exactly the devices that used it, so no gradient is reduced by hand (that would count it
-  twice).
-  """
-
-  def loss_fn(params):
-    logits = model.apply({'params': models.cast_for_compute(params, compute_dtype)},
-                         batch['image'].astype(compute_dtype), train=True,
-                         rngs={'dropout': dropout_key}).astype(jnp.float32)
-    loss = lax.pmean(jnp.mean(cross_entropy(logits, batch['label'])), BOTH_AXES)
-    return loss, logits
-
-  (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-  return loss, logits, grads
-
-
-def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: Any, tx: Any,
-               learning_rate_fn: Callable, image_scale: float = 1.0,
-               compute_dtype: Any = jnp.float32) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One SGD step on this device's share of the batch, inside shard_map."""
-  dropout_key = jax.random.fold_in(state.rng, state.step)
-  batch = {'image': input_pipeline.training_images(batch, image_scale), 'label': batch['label']}
-  loss, logits, grads = loss_and_grads(state.params, batch, dropout_key, model=model,
-                                       compute_dtype=compute_dtype)
-  learning_rate = learning_rate_fn(state.step, state.lr_cuts)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params,
-                                 learning_rate=learning_rate)
-  error = lax.pmean(jnp.mean(jnp.argmax(logits, -1) != batch['label']), BOTH_AXES)
-  grads_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
-  grads_finite = lax.pmin(grads_finite.astype(jnp.int32), BOTH_AXES)
-  num_examples = lax.psum(jnp.float32(batch['label'].shape[0]), parallel.DATA_AXIS)
-  num_examples = lax.pmean(num_examples, parallel.MODEL_AXIS)
-  new_state = state.replace(
-      step=state.step + 1, params=optax.apply_updates(state.params, updates),
-      opt_state=opt_state,
-      epoch_sums=state.epoch_sums + num_examples * jnp.stack([loss, error, 1.0]))
-  return new_state, {'loss': loss, 'error': error, 'learning_rate': learning_rate,
-                     'grads_finite': grads_finite}
-
-
-def error_sums(scores: jax.Array, labels: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
-  """Top-1 and top-5 errors of class scores (logits or probabilities), summed where mask=1."""
-  top_k = lax.top_k(scores, min(5, scores.shape[-1]))[1]
-  return {'top1_errors': jnp.sum(mask * (top_k[:, 0] != labels)),
-          'top5_errors': jnp.sum(mask * ~jnp.any(top_k == labels[:, None], axis=-1))}
-
-
-def eval_step(params: Any, batch: dict[str, jax.Array], *, model: Any,
-              compute_dtype: Any = jnp.float32) -> dict[str, jax.Array]:
-  """Sums over the real (mask=1) examples of the batch: loss, top-1 and top-5 errors, count.
-
-  Images [batch, 10, h, w, 3] are ten crops each (the centre crop at index 4): the errors of
-  their averaged softmax are summed too, as '10crop_top1_errors' and '10crop_top5_errors'.
-  """
-  images, labels, mask = batch['image'], batch['label'], batch['mask']
-  ten_crop = images.ndim == 5
-  logits = model.apply({'params': models.cast_for_compute(params, compute_dtype)},
-                       images.reshape(-1, *images.shape[-3:]).astype(compute_dtype),
-                       train=False).astype(jnp.float32)
-  if ten_crop:
-    logits = logits.reshape(*images.shape[:2], -1)
-    ten_crop_probs = jnp.mean(jax.nn.softmax(logits), axis=1)
-    logits = logits[:, 4]  # The centre crop.
-  sums = {'loss': jnp.sum(mask * cross_entropy(logits, labels)), 'count': jnp.sum(mask),
-          **error_sums(logits, labels, mask)}
-  if ten_crop:
-    sums.update({f'10crop_{k}': v for k, v in error_sums(ten_crop_probs, labels, mask).items()})
-  return jax.tree.map(lambda x: lax.pmean(lax.psum(x, parallel.DATA_AXIS), parallel.MODEL_AXIS),
-                      sums)
-
-
-def make_steps(config: ml_collections.ConfigDict, model: Any, mesh: jax.sharding.Mesh,
-               specs: TrainState, steps_per_epoch: int) -> tuple[Callable, Callable]:
-  """The jitted, shard_mapped train and eval steps for `mesh`."""
-  learning_rate_fn = lambda step, cuts: config.learning_rate * config.lr_decay_factor ** (
-      optim.num_lr_cuts(step, cuts, schedule=config.lr_schedule,
-                        boundaries_epochs=config.lr_boundaries_epochs,
-                        steps_per_epoch=steps_per_epoch)) * optim.warmup_factor(
-                            step, config.lr_warmup_epochs * steps_per_epoch)
-  compute_dtype = models.COMPUTE_DTYPES[config.compute_dtype]
-  train = functools.partial(train_step, model=model, tx=create_optimizer(config),
-                            learning_rate_fn=learning_rate_fn,
-                            image_scale=config.dataset.scale_after_lighting,
-                            compute_dtype=compute_dtype)
-  batch_spec = lambda *keys: {key: parallel.BATCH_SPEC for key in keys}
-  train = parallel.sharded_step(train, mesh, (specs, batch_spec('image', 'shift', 'flip', 'label')),
-                                (specs, parallel.REPLICATED), donate_argnums=(0,))
-  evaluate = parallel.sharded_step(
-      functools.partial(eval_step, model=model, compute_dtype=compute_dtype), mesh,
-      (specs.params, batch_spec('image', 'label', 'mask')), parallel.REPLICATED)
-  return train, evaluate
-
-
-def global_batch(batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
-  """This process's rows of a batch, assembled into arrays split over 'data'."""
-  sharding = NamedSharding(mesh, parallel.BATCH_SPEC)
-  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
-
-
-def evaluate(eval_fn: Callable, params: Any, batches: Iterable[dict[str, np.ndarray]],
-             mesh: jax.sharding.Mesh,
-             stop_requested: Callable[[], bool] = lambda: False) -> dict[str, float] | None:
-  """Loss and top-1/top-5 error (centre crop, and ten crops when the batches have them) over
-  every evaluation example exactly once; None when `stop_requested()` before a batch."""
-  totals = None
-  for batch in batches:
-    if stop_requested():
-      return None
-    sums = eval_fn(params, global_batch(batch, mesh))
-    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-  totals = jax.device_get(totals)
-  count = float(totals.pop('count'))
-  metrics = {f'eval_{name.replace("errors", "error")}': float(total) / count
-             for name, total in totals.items()}
-  return {**metrics, 'eval_examples': int(count)}
-
 
 def prepare_workdir(workdir: str) -> None:
   """Creates the workdir, or says in one line why it cannot be written."""
@@ -323,8 +115,8 @@ def reached_train_error(config: ml_collections.ConfigDict, train_error: float | 
       train_error <= config.stop_at_train_error
 
 
-def plateau_schedule_update(config: ml_collections.ConfigDict, state: TrainState,
-                            eval_error: float) -> TrainState:
+def plateau_schedule_update(config: ml_collections.ConfigDict, state: steps.TrainState,
+                            eval_error: float) -> steps.TrainState:
   """The plateau schedule's memory after an evaluation (Sec. 5); kept, unused, by 'piecewise'."""
   best, waited, cuts = optim.plateau_update(
       eval_error, float(state.best_eval_error), int(state.evals_without_improvement),
@@ -365,7 +157,7 @@ class RunContext:
 class Progress:
   """Where a run stands: its state, the step reached, the metrics of its last log or
   evaluation (with checkpoints.FINISHED) and its per-epoch curves, kept in every checkpoint."""
-  state: TrainState
+  state: steps.TrainState
   step: int
   last_metrics: dict[str, Any]
   history: dict[str, list[Any]]
@@ -489,7 +281,7 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str,
 
   image_shape = (config.dataset.crop_size, config.dataset.crop_size, 3)
   init_model = models.create_model(config.model, source.num_classes)
-  state, specs = create_train_state(config, init_model, image_shape, mesh)
+  state, specs = steps.create_train_state(config, init_model, image_shape, mesh)
   num_params = sum(p.size for p in jax.tree.leaves(state.params))
   logging.info('%s: %s parameters.', config.model.name, f'{num_params:,}')
 
@@ -504,7 +296,7 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str,
 
   model = models.create_model(config.model, source.num_classes, data_axis=parallel.DATA_AXIS,
                               model_axis=parallel.MODEL_AXIS)
-  train_fn, eval_fn = make_steps(config, model, mesh, specs, steps_per_epoch)
+  train_fn, eval_fn = steps.make_steps(config, model, mesh, specs, steps_per_epoch)
   normalization = input_pipeline.Normalization.from_config(config.dataset)
   eval_batches = input_pipeline.eval_batches(
       source, config.dataset, batch_size=config.eval_batch_size // process_count,
@@ -521,7 +313,7 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str,
   return run, progress
 
 
-def _restore(config: ml_collections.ConfigDict, manager: Any, fresh_state: TrainState,
+def _restore(config: ml_collections.ConfigDict, manager: Any, fresh_state: steps.TrainState,
              steps_per_epoch: int, total_steps: int, is_chief: bool) -> Progress:
   """The progress of the latest readable checkpoint, or of `fresh_state` when there is none;
   finished for this config when its steps are done or its last epoch reached the target (a run
@@ -611,7 +403,7 @@ def _train_epoch(run: RunContext, progress: Progress) -> Progress:
   position = progress.input_position
   for batch in batches:
     position = int(batch.pop(input_pipeline.POSITION))
-    state, metrics = run.train_fn(state, global_batch(batch, run.mesh))
+    state, metrics = run.train_fn(state, steps.global_batch(batch, run.mesh))
     step += 1
     unchecked.append((step, metrics))
     end_of_epoch = step % steps_per_epoch == 0
@@ -652,7 +444,7 @@ def _end_epoch(run: RunContext, progress: Progress) -> Progress:
       signal_number, _ = run.triggers.poll()
       return signal_number is not None
 
-    eval_metrics = evaluate(run.eval_fn, state.params, run.eval_batches.as_numpy_iterator(),
+    eval_metrics = steps.evaluate(run.eval_fn, state.params, run.eval_batches.as_numpy_iterator(),
                             run.mesh, stop_requested)
     if eval_metrics is None:  # Stopped promptly: the trained step is kept, evaluated on resume.
       if not progress.eval_pending:

@@ -85,10 +85,10 @@ def time_ours(folder: str, num_batches: int, repeats: int, with_step_part: bool)
   """tf.data's batches; `with_step_part`, also the step's `training_images` (adding the mean and
   the noise, reflecting), which runs on the accelerator in training but here on the same CPU."""
   import jax  # pylint: disable=g-import-not-at-top
-  from alexnet_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from alexnet_jax import input_pipeline, steps  # pylint: disable=g-import-not-at-top
   config = dataset_config(folder)
   source = input_pipeline.create_source(config)
-  training_images = jax.jit(input_pipeline.training_images)
+  training_images = jax.jit(steps.training_images)
 
   def make_batch(repeat):
     # Past the end of the folder it starts again (train_epoch repeats).

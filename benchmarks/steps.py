@@ -1,4 +1,4 @@
-"""The JAX training step the benchmarks time: `train.make_steps`' real shard_mapped step on a
+"""The JAX training step the benchmarks time: `steps.make_steps`' real shard_mapped step on a
 batch shaped as the input pipeline delivers it (uint8 crops, per-example shifts, reflection
 flags), so that the benchmarks follow the step's interface."""
 
@@ -12,7 +12,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from alexnet_jax import models, parallel, train
+from alexnet_jax import models, parallel, steps
 
 
 def training_batch(batch_size: int, size: int, num_classes: int) -> dict[str, np.ndarray]:
@@ -30,12 +30,12 @@ def jax_train_step(config: ml_collections.ConfigDict, num_classes: int,
   network at config.batch_size and config.dataset.crop_size on a (data, model) mesh."""
   size = config.dataset.crop_size
   mesh = parallel.create_mesh(*mesh_shape)
-  state, specs = train.create_train_state(config, models.create_model(config.model, num_classes),
+  state, specs = steps.create_train_state(config, models.create_model(config.model, num_classes),
                                           (size, size, 3), mesh)
   model = models.create_model(config.model, num_classes, data_axis=parallel.DATA_AXIS,
                               model_axis=parallel.MODEL_AXIS)
-  train_fn, _ = train.make_steps(config, model, mesh, specs, steps_per_epoch=1000)
-  batch = train.global_batch(training_batch(config.batch_size, size, num_classes), mesh)
+  train_fn, _ = steps.make_steps(config, model, mesh, specs, steps_per_epoch=1000)
+  batch = steps.global_batch(training_batch(config.batch_size, size, num_classes), mesh)
   with jax.set_mesh(mesh):
     cost = train_fn.lower(state, batch).compile().cost_analysis()
   # XLA counts one device's share of the shard_mapped step.

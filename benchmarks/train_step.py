@@ -6,7 +6,7 @@ r"""Images/s of one full training step, JAX (this project's step) beside PyTorch
 
 (a) The paper's AlexNet, two towers, 227x227; (b) the Figure-1 CIFAR-10 net, 32x32. Float32,
 forward + backward + the SGD update, after two warm-up steps, the median of --steps. JAX runs
-`train.make_steps` (the real shard_mapped step) on one device; PyTorch runs the same layers
+`steps.make_steps` (the real shard_mapped step) on one device; PyTorch runs the same layers
 (grouped convolutions for the towers, LRN with the paper's constants, 3/2 max pooling, dropout
 0.5) with torch.optim.SGD (momentum 0.9, weight decay 5e-4), on as many threads as cores.
 GFLOP/s uses XLA's count of the step's floating-point operations for both.

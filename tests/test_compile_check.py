@@ -44,7 +44,7 @@ configs = []
 chip, shape = compile_check.parse_topology('v5e:2x2')
 devices = compile_check.topology_devices(chip, shape)
 for config in configs:
-  (step,), mesh = compile_check.compile_steps(config, devices, 10, steps=('train',))
+  (step,), mesh = compile_check.compile_steps(config, devices, 10, step_names=('train',))
   print(json.dumps({{'kind': devices[0].device_kind, 'mesh': mesh, 'hbm': chip.hbm_bytes,
                     'total': step.total_bytes, 'arguments': step.argument_bytes,
                     'temp': step.temp_bytes, 'flops': step.flops,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_jax import image_stats, input_pipeline
+from alexnet_jax import image_stats, input_pipeline, steps
 from alexnet_jax.errors import UserInputError
 from configs import default
 from tests.helpers import write_image_folder
@@ -90,7 +90,7 @@ def test_decode_and_resize_keeps_the_central_square():
 
 
 def images_of(batch):
-  return input_pipeline.training_images(batch)
+  return steps.training_images(batch)
 
 
 def test_training_order_is_seeded_and_resumable():
@@ -215,14 +215,14 @@ def test_a_reflected_example_is_the_mirror_image():
   config = _dataset_config(name='synthetic', image_size=10, crop_size=8, pca_lighting=True)
   batch = _batch(config)
   assert 0 < batch['flip'].sum() < 16  # Each example is reflected with probability 1/2.
-  unflipped = input_pipeline.training_images({**batch, 'flip': np.zeros(16, bool)})
-  flipped = input_pipeline.training_images({**batch, 'flip': np.ones(16, bool)})
+  unflipped = steps.training_images({**batch, 'flip': np.zeros(16, bool)})
+  flipped = steps.training_images({**batch, 'flip': np.ones(16, bool)})
   np.testing.assert_array_equal(flipped, unflipped[:, :, ::-1])
-  np.testing.assert_array_equal(input_pipeline.training_images(batch),
+  np.testing.assert_array_equal(steps.training_images(batch),
                                 np.where(batch['flip'][:, None, None, None], flipped, unflipped))
   # The 2012 code's scaling after the noise multiplies the whole image.
-  np.testing.assert_allclose(input_pipeline.training_images(batch, 1 / 1.1),
-                             input_pipeline.training_images(batch) / 1.1, rtol=1e-6)
+  np.testing.assert_allclose(steps.training_images(batch, 1 / 1.1),
+                             steps.training_images(batch) / 1.1, rtol=1e-6)
   # Without random_flip nothing is reflected.
   assert not _batch(_dataset_config(name='synthetic', image_size=10, crop_size=8,
                                     random_flip=False))['flip'].any()

@@ -14,7 +14,7 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from alexnet_jax import input_pipeline, models, parallel, train
+from alexnet_jax import models, parallel, steps, train
 from configs import default
 from tests.helpers import SMALL_ALEXNET, assert_close, latest_params
 
@@ -71,7 +71,7 @@ def batch_of(num):
 
 def network_batch(batch):
   """What the network sees of a training batch (the step computes it on the device)."""
-  return {'image': input_pipeline.training_images(batch), 'label': batch['label']}
+  return {'image': steps.training_images(batch), 'label': batch['label']}
 
 
 def single_device_reference(config, params, batch, dropout_key):
@@ -84,10 +84,10 @@ def single_device_reference(config, params, batch, dropout_key):
 
   def loss_fn(p):
     logits = model.apply({'params': p}, batch['image'], train=True, rngs={'dropout': dropout_key})
-    return jnp.mean(train.cross_entropy(logits, batch['label'])), logits
+    return jnp.mean(steps.cross_entropy(logits, batch['label'])), logits
 
   (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-  tx = train.create_optimizer(config)
+  tx = steps.create_optimizer(config)
   updates, _ = tx.update(grads, tx.init(params), params, learning_rate=config.learning_rate)
   return logits, loss, grads, jax.tree.map(jnp.add, params, updates)
 
@@ -100,7 +100,7 @@ def test_every_mesh_matches_the_single_device_network(make_config, meshes):
   config = make_config()
   batch = batch_of(8)
   base_model = models.create_model(config.model, 10)
-  state, _ = train.create_train_state(config, base_model, (IMAGE, IMAGE, 3),
+  state, _ = steps.create_train_state(config, base_model, (IMAGE, IMAGE, 3),
                                       parallel.create_mesh(1, 1))
   params = jax.device_get(state.params)
   dropout_key = np.asarray(jax.random.fold_in(state.rng, 0))  # Uncommitted: any mesh takes it.
@@ -111,23 +111,23 @@ def test_every_mesh_matches_the_single_device_network(make_config, meshes):
 
   for num_data, num_model in meshes:
     mesh = parallel.create_mesh(num_data, num_model)
-    state, specs = train.create_train_state(config, base_model, (IMAGE, IMAGE, 3), mesh)
+    state, specs = steps.create_train_state(config, base_model, (IMAGE, IMAGE, 3), mesh)
     model = models.create_model(config.model, 10, data_axis='data', model_axis='model')
     assert model.ops is models.OPS['cpu']
 
     def forward(p, b, key):
-      loss, logits, grads = train.loss_and_grads(p, b, key, model=model)
+      loss, logits, grads = steps.loss_and_grads(p, b, key, model=model)
       return loss, logits[None], grads  # One copy of the logits per model shard.
 
     batch_specs = {'image': parallel.BATCH_SPEC, 'label': parallel.BATCH_SPEC}
     forward = parallel.sharded_step(
         forward, mesh, (specs.params, batch_specs, P()),
         (P(), P('model', 'data'), specs.params))
-    train_fn, _ = train.make_steps(config, model, mesh, specs, steps_per_epoch=8)
+    train_fn, _ = steps.make_steps(config, model, mesh, specs, steps_per_epoch=8)
     with jax.set_mesh(mesh):
-      loss, logits, grads = forward(state.params, train.global_batch(network_batch(batch), mesh),
+      loss, logits, grads = forward(state.params, steps.global_batch(network_batch(batch), mesh),
                                     dropout_key)
-      next_state, metrics = train_fn(state, train.global_batch(batch, mesh))
+      next_state, metrics = train_fn(state, steps.global_batch(batch, mesh))
     where = f'mesh {(num_data, num_model)}'
     assert logits.shape == (num_model, 8, 10), where
     for copy in logits:
@@ -143,7 +143,7 @@ def test_every_mesh_matches_the_single_device_network(make_config, meshes):
 def test_each_device_holds_half_of_every_kernel():
   config = default.get_config()  # The paper's network.
   mesh = parallel.create_mesh(1, 2)
-  state, _ = train.create_train_state(config, models.create_model(config.model, 1000),
+  state, _ = steps.create_train_state(config, models.create_model(config.model, 1000),
                                       (227, 227, 3), mesh)
   half = {'conv1': (11, 11, 3, 48), 'conv2': (5, 5, 48, 128), 'conv3': (3, 3, 256, 192),
           'conv4': (3, 3, 192, 192), 'conv5': (3, 3, 192, 128), 'fc6': (9216, 2048),
@@ -165,20 +165,20 @@ def collectives(hlo_text):
 def test_hlo_has_the_four_all_gathers_and_no_other_collective():
   config = tiny_config()
   mesh = parallel.create_mesh(1, 2)
-  state, specs = train.create_train_state(config, models.create_model(config.model, 10),
+  state, specs = steps.create_train_state(config, models.create_model(config.model, 10),
                                           (IMAGE, IMAGE, 3), mesh)
   model = models.create_model(config.model, 10, data_axis='data', model_axis='model')
   forward = parallel.sharded_step(
       lambda p, x: model.apply({'params': p}, x, train=False)[None], mesh,
       (specs.params, parallel.BATCH_SPEC), P('model', 'data'))
   with jax.set_mesh(mesh):
-    images = train.global_batch(network_batch(batch_of(8)), mesh)['image']
+    images = steps.global_batch(network_batch(batch_of(8)), mesh)['image']
     hlo = forward.lower(state.params, images).compile().as_text()
     # conv3, fc6, fc7 and fc8 read both towers; nothing else communicates in the forward pass.
     assert collectives(hlo) == {'all-gather': 4, 'all-reduce': 0, 'reduce-scatter': 0,
                                 'collective-permute': 0, 'all-to-all': 0}
-    train_fn, _ = train.make_steps(config, model, mesh, specs, steps_per_epoch=8)
-    hlo = train_fn.lower(state, train.global_batch(batch_of(8), mesh)).compile().as_text()
+    train_fn, _ = steps.make_steps(config, model, mesh, specs, steps_per_epoch=8)
+    hlo = train_fn.lower(state, steps.global_batch(batch_of(8), mesh)).compile().as_text()
   assert collectives(hlo)['all-gather'] == 4  # Their transposes are reduce-scatters.
 
 
@@ -278,10 +278,10 @@ def test_any_optax_optimizers_state_shards_like_the_parameters():
   params = abstract['params']
   param_specs = parallel.param_specs(params, model.replicated_layers())
   tx = optax.adam(1e-3)  # Two copies of the parameter tree (mu, nu) and a step count.
-  state = train.TrainState(step=0, params=params, opt_state=jax.eval_shape(tx.init, params),
+  state = steps.TrainState(step=0, params=params, opt_state=jax.eval_shape(tx.init, params),
                            rng=0, epoch_sums=0, lr_cuts=0, best_eval_error=0,
                            evals_without_improvement=0)
-  specs = train.state_specs(state, model.replicated_layers(), tx)
+  specs = steps.state_specs(state, model.replicated_layers(), tx)
   adam_specs = specs.opt_state[0]
   assert adam_specs.mu == param_specs and adam_specs.nu == param_specs
   assert adam_specs.count == P()

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alexnet_jax import input_pipeline, models, parallel, run_folder, train, validation
+from alexnet_jax import input_pipeline, models, parallel, run_folder, steps, train, validation
 from tests.helpers import (REPO, latest_params, read_metrics, run_main, small_config,
                            write_image_folder)
 
@@ -56,15 +56,15 @@ def test_evaluation_counts_every_example_once_on_the_centre_and_ten_crops():
   source = input_pipeline.create_source(config.dataset)
   mesh = parallel.create_mesh(1, 1)
   model = models.create_model(config.model, source.num_classes)
-  state, specs = train.create_train_state(config, model, (28, 28, 3), mesh)
+  state, specs = steps.create_train_state(config, model, (28, 28, 3), mesh)
   sharded_model = models.create_model(config.model, source.num_classes, data_axis='data',
                                       model_axis='model')
-  _, eval_fn = train.make_steps(config, sharded_model, mesh, specs, steps_per_epoch=16)
+  _, eval_fn = steps.make_steps(config, sharded_model, mesh, specs, steps_per_epoch=16)
   results = []
   with jax.set_mesh(mesh):
     for batch_size in (16, 100):  # Padded last batch, and one batch of everything.
       batches = input_pipeline.eval_batches(source, config.dataset, batch_size=batch_size)
-      results.append(train.evaluate(eval_fn, state.params, batches.as_numpy_iterator(), mesh))
+      results.append(steps.evaluate(eval_fn, state.params, batches.as_numpy_iterator(), mesh))
   images, labels = input_pipeline.synthetic_images(100, 10, 32, seed=1)
   images = images.astype(np.float32) - np.asarray(config.dataset.mean_rgb)
   corners = [images[:, y:y + 28, x:x + 28] for y, x in ((0, 0), (0, 4), (4, 0), (4, 4), (2, 2))]
@@ -95,15 +95,15 @@ def test_bfloat16_compute_stays_near_float32_and_keeps_float32_state():
   batch = {'image': rng.integers(0, 256, (32, 32, 32, 3)).astype(np.uint8),
            'shift': rng.normal(-120, 10, (32, 3)).astype(np.float32),
            'flip': np.arange(32) % 2 == 0, 'label': rng.integers(0, 10, 32).astype(np.int32)}
-  images = input_pipeline.training_images(batch)
+  images = steps.training_images(batch)
   results = {}
   for dtype in ('float32', 'bfloat16'):
     config.compute_dtype = dtype
-    state, specs = train.create_train_state(config, base_model, (32, 32, 3), mesh)
+    state, specs = steps.create_train_state(config, base_model, (32, 32, 3), mesh)
     params = jax.device_get(state.params)  # The step donates the state.
-    train_fn, _ = train.make_steps(config, model, mesh, specs, steps_per_epoch=8)
+    train_fn, _ = steps.make_steps(config, model, mesh, specs, steps_per_epoch=8)
     with jax.set_mesh(mesh):
-      next_state, metrics = train_fn(state, train.global_batch(batch, mesh))
+      next_state, metrics = train_fn(state, steps.global_batch(batch, mesh))
     logits = base_model.apply({'params': models.cast_for_compute(params, jnp.dtype(dtype))},
                               images.astype(dtype), train=False)
     results[dtype] = (np.asarray(logits, np.float32), float(metrics['loss']), next_state)
@@ -144,12 +144,12 @@ def test_imagenette_131_config_trains_on_a_generated_folder_at_its_resolution(tm
   assert source.num_classes == 10 and batch['image'].shape == (8, 131, 131, 3)
   mesh = parallel.create_mesh(1, 1)
   model = models.create_model(config.model, source.num_classes)
-  state, specs = train.create_train_state(config, model, (131, 131, 3), mesh)
+  state, specs = steps.create_train_state(config, model, (131, 131, 3), mesh)
   sharded = models.create_model(config.model, source.num_classes,
                                 data_axis=parallel.DATA_AXIS, model_axis=parallel.MODEL_AXIS)
-  train_fn, _ = train.make_steps(config, sharded, mesh, specs, steps_per_epoch=1)
+  train_fn, _ = steps.make_steps(config, sharded, mesh, specs, steps_per_epoch=1)
   batch.pop(input_pipeline.POSITION)
-  state, metrics = train_fn(state, train.global_batch(batch, mesh))
+  state, metrics = train_fn(state, steps.global_batch(batch, mesh))
   assert int(state.step) == 1 and np.isfinite(float(metrics['loss']))
   params = state.params
   # By hand: conv1 11x11x3x96 on 131x131 gives 31x31; pooled 15, 7, 3, so fc6 sees 3x3x256.
@@ -161,7 +161,7 @@ def test_imagenette_131_config_trains_on_a_generated_folder_at_its_resolution(tm
   assert params['fc6']['kernel'].shape == (3 * 3 * 256, 4096)
   # Footnote 2's one-GPU net (the C6 ablation): conv1-conv4 halved, nothing grouped.
   config.model.update({'num_towers': 1, 'width_multiplier': 0.5})
-  _, abstract, _ = train.train_state_shapes(config, models.create_model(config.model, 10),
+  _, abstract, _ = steps.train_state_shapes(config, models.create_model(config.model, 10),
                                             (131, 131, 3))
   one_tower = (11 * 11 * 3 * 48 + 48) + (5 * 5 * 48 * 128 + 128) + (3 * 3 * 128 * 192 + 192) \
       + (3 * 3 * 192 * 192 + 192) + (3 * 3 * 192 * 256 + 256) + fc

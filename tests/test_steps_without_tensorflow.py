@@ -1,0 +1,58 @@
+"""The step is built without TensorFlow: only the input pipeline needs it. Each check runs in a
+fresh interpreter, whose sys.modules shows exactly what the imports and the build loaded."""
+
+import subprocess
+import sys
+import textwrap
+
+from tests.helpers import REPO
+
+# A two-tower AlexNet with few kernels on 67x67 crops: builds and compiles in seconds.
+SMALL_ALEXNET = '''
+from configs import default
+config = default.get_config()
+config.dataset.name = 'synthetic'
+config.dataset.image_size, config.dataset.crop_size = 72, 67
+config.model.conv_features, config.model.fc_features = (8, 16, 16, 16, 8), (16, 16)
+config.batch_size = config.eval_batch_size = 4
+'''
+
+
+def _run(code: str) -> str:
+  result = subprocess.run([sys.executable, '-c', textwrap.dedent(code)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout
+
+
+def test_the_step_module_imports_no_tensorflow():
+  assert _run('''
+      import sys
+      import alexnet_jax.steps
+      print('tensorflow' in sys.modules, 'jax' in sys.modules)
+      ''').split() == ['False', 'True']
+
+
+def test_compile_check_diagnose_and_the_benchmark_build_a_step_without_tensorflow():
+  out = _run(SMALL_ALEXNET + '''
+import sys
+import jax
+import numpy as np
+sys.path.insert(0, 'benchmarks')
+import steps as benchmark_steps  # benchmarks/steps.py, as benchmarks/train_step.py imports it.
+from alexnet_jax import compile_check, diagnose, models
+
+reports, mesh_shape = compile_check.compile_steps(config, jax.devices()[:1], 10, ('eval',))
+_, flops = benchmark_steps.jax_train_step(config, 10, (1, 1))  # Compiled: its cost is read.
+model = models.create_model(config.model, 10)
+# Shapes only (compiling the random init takes long): diagnose's measures need not be finite here.
+params = jax.tree.map(lambda leaf: np.ones(leaf.shape, leaf.dtype), jax.eval_shape(
+    lambda: models.init_params(model, (67, 67, 3), jax.random.key(0))))
+images = np.zeros((2, 67, 67, 3), np.float32)
+ratios = diagnose.gradient_ratios(model, params, images, np.array([1, 2]), jax.random.key(1))
+print(sorted(r.name for r in reports), mesh_shape, flops > 0, sorted(ratios)[0])
+print('tensorflow' in sys.modules)
+''')
+  built, tensorflow_loaded = out.strip().splitlines()[-2:]
+  assert built == "['eval'] (1, 1) True conv1"
+  assert tensorflow_loaded == 'False'
