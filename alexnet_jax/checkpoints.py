@@ -1,13 +1,13 @@
 """Orbax checkpoints of a run: the train state and that step's metrics, the latest two and the
 best kept; a latest checkpoint that cannot be read is set aside and the one before it is used.
 
-Each checkpoint's metrics also hold a digest of the state it saved (`state_digest`), checked on
-restore: bytes damaged inside the array files, which orbax itself reads without complaint, then
-count as unreadable too.
+Each checkpoint's metrics (`checkpoint_metrics.CheckpointMetrics`) also hold a digest of the
+state it saved, checked on restore: bytes damaged inside the array files, which orbax itself
+reads without complaint, then count as unreadable too.
 """
 
+import dataclasses
 import errno
-import json
 import math
 import os
 from typing import Any
@@ -21,29 +21,13 @@ from orbax.checkpoint import checkpoint_managers
 
 from alexnet_jax import parallel
 from alexnet_jax import paths
+from alexnet_jax.checkpoint_metrics import BEST_METRIC, CHECKPOINTS_DIR, CheckpointMetrics
+from alexnet_jax.checkpoint_metrics import read_stored
 from alexnet_jax.errors import DiskFullError, UserInputError
 
-BEST_METRIC = 'eval_top1_error'  # Lower is better.
-# What a checkpoint's metrics hold besides the latest step's metrics: the keys, defined here only.
-# The run's per-evaluation curves: {name: [values]}, one value per evaluated epoch.
-HISTORY = 'history'
-HISTORY_KEYS = ('epoch', 'train_epoch_loss', 'train_epoch_error', 'eval_loss', 'eval_top1_error',
-                'eval_top5_error', 'eval_10crop_top1_error', 'eval_10crop_top5_error', 'commit')
-FINISHED = 'finished'  # True once the run has nothing left to do.
-DIGEST = 'state_digest'  # The digest of the checkpoint's state, checked on restore.
-INPUT_POSITIONS = 'input_positions'  # Mid-epoch: every process's position in its input.
-EVAL_PENDING = 'eval_pending'  # True when a signal stopped an evaluation, which resumes first.
-# The run's config: each checkpoint names its own experiment, so that a resume is checked
-# against it even when config.json is lost or damaged.
-CONFIG = 'config'
-DATA = 'data'  # The training data's identity (input_pipeline.Source.identity): a resume checks it.
-# The keys only a resume reads; a run's record (run_folder.write_record) leaves them out.
-RESUME_ONLY_KEYS = (DIGEST, INPUT_POSITIONS, EVAL_PENDING, CONFIG, DATA)
 # Two, so that a latest checkpoint damaged on disk has a predecessor to fall back to.
 KEEP_LATEST = 2
 UNREADABLE_DIR = 'unreadable_checkpoints'  # In the workdir, beside checkpoints/.
-CHECKPOINTS_DIR = 'checkpoints'  # WORKDIR/checkpoints/STEP/..., orbax's layout.
-METRICS_FILE = 'metrics/metrics'  # Orbax's, inside each step's folder.
 
 
 def _leaf_digest(x: jax.Array) -> jax.Array:
@@ -94,11 +78,11 @@ def create_manager(workdir: str, read_only: bool = False) -> ocp.CheckpointManag
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any,
-         metrics: dict[str, float]) -> None:
+         metrics: CheckpointMetrics) -> None:
   """Writes `state` and `metrics` (with the state's digest) at `step`, asynchronously
   (`manager.wait_until_finished`)."""
-  manager.save(step, args=ocp.args.StandardSave(state),
-               metrics={**metrics, DIGEST: state_digest(state)}, force=True)
+  metrics = dataclasses.replace(metrics, state_digest=state_digest(state))
+  manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics.to_json(), force=True)
 
 
 # Room a checkpoint needs beside its arrays' bytes, for orbax's metadata, the metrics and the
@@ -147,33 +131,18 @@ def set_aside_unreadable_metrics(workdir: str) -> list[int]:
   directory = paths.Path(workdir) / CHECKPOINTS_DIR
   moved = []
   for name in sorted(e.name for e in directory.iterdir()) if directory.is_dir() else []:
-    path = directory / name / METRICS_FILE
-    if not (name.isdigit() and path.exists()):
+    if not name.isdigit():
       continue
     try:
-      json.loads(path.read_text())
+      read_stored(workdir, int(name))
+    except FileNotFoundError:
+      continue  # No metrics written (yet): orbax decides what that checkpoint is.
     except (OSError, ValueError) as e:
       logging.warning('The metrics of the checkpoint at step %s cannot be read (%s): moving it '
                       'to %s.', name, str(e)[:200], UNREADABLE_DIR)
       _set_aside(directory, int(name))
       moved.append(int(name))
   return moved
-
-
-def latest_saved(workdir: str, key: str) -> dict[str, Any] | None:
-  """`key` (CONFIG, DATA) of the latest checkpoint whose metrics can be read: None when there is
-  none, or it predates that key."""
-  directory = paths.Path(workdir) / CHECKPOINTS_DIR
-  steps = [int(e.name) for e in directory.iterdir() if e.name.isdigit()] \
-      if directory.is_dir() else []
-  for step in sorted(steps, reverse=True):
-    try:
-      metrics = json.loads((directory / str(step) / METRICS_FILE).read_text())
-    except (OSError, ValueError):
-      continue
-    value = metrics.get(key) if isinstance(metrics, dict) else None
-    return value if isinstance(value, dict) else None
-  return None
 
 
 def _set_aside(directory: str | os.PathLike, step: int) -> None:
@@ -205,7 +174,7 @@ def restore_step(manager: ocp.CheckpointManager, step: int, abstract_state: Any)
   """The state saved at `step`, laid out as `abstract_state`, its digest checked (ValueError
   when its arrays differ from it: damaged on disk)."""
   state = manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
-  saved_digest = (manager.metrics(step) or {}).get(DIGEST)
+  saved_digest = CheckpointMetrics.from_json(manager.metrics(step) or {}).state_digest
   if saved_digest is not None and saved_digest != state_digest(state):
     raise ValueError('its arrays differ from the digest saved with them (damaged on disk)')
   return state

@@ -58,7 +58,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from alexnet_jax import models, paths, run_folder
+from alexnet_jax import models, paths, records
 from alexnet_jax.run_folder import Run
 
 TOP1, TOP5 = 'eval_top1_error', 'eval_top5_error'
@@ -138,7 +138,7 @@ def epochs_to(run: Run, target: float) -> float:
 
 
 def final(run: Run, key: str) -> float | None:
-  return None if run.latest is None else run.latest.get(key)
+  return None if run.latest is None else run.latest.metrics.get(key)
 
 
 def test_error_keys(runs: Sequence[Run]) -> tuple[str, str, str]:
@@ -334,8 +334,8 @@ def _towers_text(towers: Sequence[np.ndarray], order: Sequence[int]) -> str:
 
 
 def judge_colour_towers(
-    runs: Sequence[Run], kernel_of: Callable[[Run], Any] = run_folder.conv1_kernel,
-    initial_kernel_of: Callable[[Run], Any] = run_folder.initial_conv1_kernel) -> Verdict:
+    runs: Sequence[Run], kernel_of: Callable[[Run], Any] = records.conv1_kernel,
+    initial_kernel_of: Callable[[Run], Any] = records.initial_conv1_kernel) -> Verdict:
   """C8 by the rule at the top, on the two-tower runs' conv1 kernels (`kernel_of`). The text also
   measures what training added to them (minus `initial_kernel_of`): a random kernel scores 2/3,
   and a short run's kernels keep much of their random start, which the paper's 90 epochs of

@@ -20,7 +20,7 @@ from absl import flags
 from absl import logging as absl_logging
 import ml_collections
 
-from alexnet_jax import errors, paths, quiet, run_folder
+from alexnet_jax import checkpoint_metrics, errors, paths, quiet, records, run_folder
 from alexnet_jax.errors import UserInputError
 
 FLAGS = flags.FLAGS
@@ -72,7 +72,7 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str,
 
   validation.validate_config(config)
   parallel.set_cpu_devices(config)
-  if not (paths.Path(workdir) / checkpoints.CHECKPOINTS_DIR).is_dir():
+  if not (paths.Path(workdir) / checkpoint_metrics.CHECKPOINTS_DIR).is_dir():
     raise UserInputError(f'workdir {workdir!r} has no checkpoints.')
   with checkpoints.create_manager(workdir, read_only=True) as manager:
     named = {'latest': manager.latest_step(), 'best': manager.best_step()}
@@ -126,7 +126,7 @@ def main(argv: list[str]) -> None:
   print('| ' + ' | '.join(COLUMNS) + ' |\n|' + '---|' * len(COLUMNS))
   print('| ' + ' | '.join(result.values()) + ' |')
   if FLAGS.record:
-    run_folder.add_evaluation(FLAGS.record, {**result, 'data_dir': config.dataset.data_dir})
+    records.add_evaluation(FLAGS.record, {**result, 'data_dir': config.dataset.data_dir})
     print(f'added to {FLAGS.record}', file=sys.stderr)
 
 

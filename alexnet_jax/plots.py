@@ -11,7 +11,7 @@ matplotlib.use('Agg')  # Files only, no display.
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from alexnet_jax import claims, models, paths, run_folder  # pylint: disable=g-import-not-at-top,wrong-import-position
+from alexnet_jax import claims, models, paths, records  # pylint: disable=g-import-not-at-top,wrong-import-position
 from alexnet_jax.run_folder import Run  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 KERNEL_SCALE = 4  # Pixels per kernel weight in the kernel grid.
@@ -155,7 +155,7 @@ def write_all(runs: Sequence[Run], out_dir: str, target: float = 0.25) -> list[s
       figure1(group, target, path)
       written.append(path)
   for run in runs:  # Figure 3 and C8 from each run's best (else latest) checkpoint.
-    kernel = run_folder.conv1_kernel(run)
+    kernel = records.conv1_kernel(run)
     if kernel is None:
       continue
     name = os.path.basename(run.workdir)
@@ -166,6 +166,6 @@ def write_all(runs: Sequence[Run], out_dir: str, target: float = 0.25) -> list[s
     if num_towers == 2:
       path = paths.join(out_dir, _file_name(f'colour_specificity_{name}') + '.png')
       colour_specificity(kernel, f'conv1 colour specificity per tower, {name}', path,
-                         run_folder.initial_conv1_kernel(run))
+                         records.initial_conv1_kernel(run))
       written.append(path)
   return written

@@ -29,6 +29,7 @@ from absl import flags
 
 from alexnet_jax import claims
 from alexnet_jax import paths
+from alexnet_jax import records
 from alexnet_jax import run_folder
 from alexnet_jax.run_folder import Run
 
@@ -116,7 +117,8 @@ def run_rows(runs: Sequence[Run], roots: Sequence[str], target: float) -> list[d
     name = next((os.path.relpath(run.workdir, os.path.dirname(paths.absolute(root).rstrip('/')))
                  for root in roots if paths.absolute(run.workdir).startswith(
                      paths.absolute(root))), run.workdir)
-    latest, best = run.latest or {}, run.best or {}
+    latest = run.latest.metrics if run.latest else {}
+    best = run.best.metrics if run.best else {}
     row = {
         'run': name,
         'experiment': run.config.get('experiment', NOT_AVAILABLE),
@@ -147,7 +149,7 @@ def claim_rows(runs: Sequence[Run], fmt: str = 'markdown') -> list[dict[str, str
       conditions = NOT_AVAILABLE
       if group:
         sizes = sorted({r.config['dataset']['crop_size'] for r in group})
-        epochs = sorted({(r.latest or {}).get('epoch', 0) for r in group})
+        epochs = sorted({r.latest.metrics.get('epoch', 0) if r.latest else 0 for r in group})
         epochs = [_epochs(e) for e in epochs]
         seeds = sorted({r.config['seed'] for r in group})
         commits = list(dict.fromkeys(c for r in group for c in run_folder.commits(r)))
@@ -194,7 +196,7 @@ def export(runs: Sequence[Run], roots: Sequence[str], destination: str) -> int:
       print(f'{run.workdir}: not finished; not recorded.', file=sys.stderr)
       left_out += 1
       continue
-    run_folder.write_record(run, target)
+    records.write_record(run, target)
     print(f'{run.workdir}: recorded in {target}')
   return left_out
 

@@ -1,13 +1,12 @@
 """Reading a run back, from its folder (its config and the metrics kept in its checkpoints) or
-from its record (`write_record`: the same, as text, plus its conv1 kernels), and writing a
-finished run's record."""
+from its record (`records.write_record`: the same, as text, plus its conv1 kernels), as plain
+JSON: no JAX, Flax or orbax is imported here, so that a launcher's status check stays light. Also
+what guards a run folder: its lock and the check that a resume is of the same experiment."""
 
 import contextlib
 import dataclasses
 import datetime
 import fcntl
-import functools
-import io
 import json
 import os
 import socket
@@ -15,21 +14,16 @@ import subprocess
 from typing import Any, Iterator
 
 from absl import logging
-import jax
-import ml_collections
-import numpy as np
 
-from alexnet_jax import checkpoints
-from alexnet_jax import models
+from alexnet_jax import checkpoint_metrics
 from alexnet_jax import naming
 from alexnet_jax import paths
 from alexnet_jax.errors import UserInputError
 
 CONFIG_FILE = 'config.json'
 # A run's record (results/<sweep>/<run>/): what report, the claims and the plots read of a
-# finished run, as text, and its conv1 kernels (Figure 3, C8), trained and initial.
+# finished run, as text (and its conv1 kernels: records.KERNELS_FILE).
 RECORD_FILE = 'record.json'
-KERNELS_FILE = 'conv1_kernels.npz'
 RECORD_FORMAT = 1
 # Why the run stopped before its end (a NaN), written as it stops, removed when it runs again.
 STOPPED_FILE = 'stopped.txt'
@@ -45,18 +39,19 @@ class Run:
   workdir: str
   config: dict[str, Any]
   latest_step: int | None
-  latest: dict[str, Any] | None  # The latest checkpoint's metrics.
-  best: dict[str, Any] | None  # The metrics of the checkpoint of lowest validation top-1 error.
+  latest: checkpoint_metrics.CheckpointMetrics | None  # The latest checkpoint's.
+  # The checkpoint's of lowest validation top-1 error (checkpoint_metrics.best_of).
+  best: checkpoint_metrics.CheckpointMetrics | None
   stopped: str | None = None  # Why it stopped before its end, if it did (STOPPED_FILE).
 
   @property
   def finished(self) -> bool:
-    return bool(self.latest and self.latest.get(checkpoints.FINISHED))
+    return bool(self.latest and self.latest.finished)
 
   @property
   def history(self) -> dict[str, list[Any]]:
     """Per-epoch curves: {'epoch': [...], 'train_epoch_error': [...], ...}."""
-    return (self.latest or {}).get(checkpoints.HISTORY, {})
+    return self.latest.history if self.latest else {}
 
 
 def code_version(directory: str = os.path.dirname(os.path.abspath(__file__))) -> str:
@@ -155,119 +150,22 @@ def read_run(workdir: str) -> Run:
           and isinstance(config.get('model'), dict)):
     raise ValueError(f'its {CONFIG_FILE} is not the config of a run (a JSON object with '
                      "'dataset' and 'model')")
-  latest_step = latest = best = None
-  if (paths.Path(workdir) / checkpoints.CHECKPOINTS_DIR).is_dir():
-    manager = checkpoints.create_manager(workdir, read_only=True)
-    latest_step = manager.latest_step()
-    if latest_step is not None:
-      latest = manager.metrics(latest_step) or {}
-      best_step = manager.best_step()
-      best = manager.metrics(best_step) if best_step is not None else None
-    manager.close()
+  saved = checkpoint_metrics.read_all(workdir)
+  latest_step, latest = saved[-1] if saved else (None, None)
+  _, best = checkpoint_metrics.best_of(saved) or (None, None)
   stopped_file = paths.Path(workdir) / STOPPED_FILE
   stopped = stopped_file.read_text().strip() if stopped_file.exists() else None
   return Run(workdir, config, latest_step, latest, best, stopped)
-
-
-def conv1_kernel(run: Run) -> Any:
-  """conv1's kernel (k, k, 3, C) from the run's best checkpoint (else its latest), as NumPy; None
-  before its first checkpoint. What Figure 3 draws and claim C8 measures."""
-  if run.latest_step is None:
-    return None
-  if is_record(run.workdir):
-    return _recorded_kernels(run.workdir)['trained']
-  return _conv1_kernel(run.workdir, run.latest_step)
-
-
-@functools.lru_cache(maxsize=None)
-def _conv1_kernel(workdir: str, latest_step: int) -> np.ndarray:
-  """Read once per run and latest step: the report's C8 verdict and its plots both need it, and
-  each read restores a whole checkpoint."""
-  del latest_step  # Part of the key only: a run that went on is read again.
-  manager = checkpoints.create_manager(workdir, read_only=True)
-  step = manager.best_step() or manager.latest_step()
-  kernel = checkpoints.restore_on_host(manager, step)['params']['conv1']['kernel']
-  manager.close()
-  return np.asarray(kernel)
-
-
-def initial_conv1_kernel(run: Run) -> Any:
-  """conv1's kernel as the run started: its seed's initialization, computed again from its
-  config (bit for bit what training started from); None before its first checkpoint. A short run
-  keeps much of this random start, which `conv1_kernel(run) - initial_conv1_kernel(run)` leaves
-  out."""
-  if run.latest_step is None:
-    return None
-  if is_record(run.workdir):
-    return _recorded_kernels(run.workdir)['initial']
-  return _initial_conv1_kernel(run.workdir, run.latest_step,
-                               json.dumps(run.config, sort_keys=True))
-
-
-@functools.lru_cache(maxsize=None)
-def _initial_conv1_kernel(workdir: str, latest_step: int, config_json: str) -> np.ndarray:
-  """Computed once per run and config: the report's C8 verdict and its plots both need it."""
-  manager = checkpoints.create_manager(workdir, read_only=True)
-  params = manager.item_metadata(latest_step)['params']
-  manager.close()
-  config = json.loads(config_json)
-  model_config = ml_collections.ConfigDict(config['model'])
-  # The classifier's biases give the number of classes, which the config does not hold.
-  num_classes = params[models.layer_names(model_config)[-1]]['bias'].shape[0]
-  model = models.create_model(model_config, num_classes)
-  image_shape = (config['dataset']['crop_size'],) * 2 + (3,)
-  params_key, _ = models.seed_keys(config['seed'])
-  init = jax.jit(lambda: models.init_params(model, image_shape, params_key)['conv1']['kernel'])
-  return np.asarray(init())
-
-
-def write_record(run: Run, destination: str) -> None:
-  """Writes the record of `run` (read from its folder) into the folder `destination`: its
-  config, latest step, latest and best metrics (with the per-epoch history and the commit each
-  epoch ran; the keys only a resume reads left out) in RECORD_FILE, and its conv1 kernels,
-  trained and initial, in KERNELS_FILE. Only a finished run has a record."""
-  if not run.finished:
-    raise UserInputError(f'{run.workdir}: the run is not finished (latest step '
-                         f'{run.latest_step}); only a finished run is recorded.')
-
-  def result(metrics):
-    return None if metrics is None else {
-        k: v for k, v in metrics.items() if k not in checkpoints.RESUME_ONLY_KEYS}
-
-  record = {'format': RECORD_FORMAT, 'config': run.config, 'latest_step': run.latest_step,
-            'latest': result(run.latest), 'best': result(run.best)}
-  kernels = io.BytesIO()
-  np.savez(kernels, trained=conv1_kernel(run), initial=initial_conv1_kernel(run))
-  paths.Path(destination).mkdir(parents=True, exist_ok=True)
-  paths.write_bytes(paths.join(destination, KERNELS_FILE), kernels.getvalue())
-  _write_record_file(destination, record)  # Last: a folder with a record file is whole.
-
-
-def add_evaluation(folder: str, evaluation: dict[str, Any]) -> None:
-  """Adds `evaluation` (one row of alexnet_jax.evaluate) to the record in `folder`."""
-  if not is_record(folder):
-    raise UserInputError(f'{folder}: not a run record (no {RECORD_FILE}).')
-  record = json.loads((paths.Path(folder) / RECORD_FILE).read_text())
-  record.setdefault('evaluations', []).append(evaluation)
-  _write_record_file(folder, record)
-
-
-def _write_record_file(folder: str, record: dict[str, Any]) -> None:
-  paths.write_text(paths.join(folder, RECORD_FILE),
-                   json.dumps(record, indent=1, sort_keys=True) + '\n')
 
 
 def _read_record(folder: str) -> Run:
   record = json.loads((paths.Path(folder) / RECORD_FILE).read_text())
   if not isinstance(record, dict) or record.get('format') != RECORD_FORMAT:
     raise ValueError(f'its {RECORD_FILE} is not a run record of format {RECORD_FORMAT}')
-  return Run(folder, record['config'], record['latest_step'], record['latest'], record['best'])
-
-
-@functools.lru_cache(maxsize=None)
-def _recorded_kernels(folder: str) -> dict[str, np.ndarray]:
-  with (paths.Path(folder) / KERNELS_FILE).open('rb') as f:
-    return dict(np.load(io.BytesIO(f.read())))
+  metrics = lambda stored: None if stored is None else \
+      checkpoint_metrics.CheckpointMetrics.from_json(stored)
+  return Run(folder, record['config'], record['latest_step'], metrics(record['latest']),
+             metrics(record['best']))
 
 
 def find_runs(root: str) -> list[str]:

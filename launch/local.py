@@ -23,7 +23,7 @@ from alexnet_jax import paths
 from launch import sweep
 
 
-def log_path(run: sweep.Run, log_dir: str) -> str:
+def log_path(run: sweep.PlannedRun, log_dir: str) -> str:
   """Where a run's output is appended (the folder created)."""
   if not log_dir and not paths.is_uri(run.workdir):
     os.makedirs(run.workdir, exist_ok=True)
@@ -33,7 +33,7 @@ def log_path(run: sweep.Run, log_dir: str) -> str:
   return os.path.join(log_dir, f'{run.name}.txt')
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   sweep.add_common_flags(parser)
@@ -47,38 +47,23 @@ def main(argv: list[str] | None = None) -> int:
                       help="Where each run's output goes, as <run name>.txt; default: log.txt in "
                       'its workdir, or ./logs when ROOT is a URI (a process cannot append to '
                       'an object).')
-  args = parser.parse_args(argv)
-  if args.parallel < 1 or args.gpus_per_run < 0:
-    parser.error(f'--parallel={args.parallel} --gpus_per_run={args.gpus_per_run}: run at least 1 '
-                 'at once, each with 0 or more GPUs.')
-  runs = sweep.expand(args.config, args.root, args.extra_flags, only=args.run)
-  record_root = paths.absolute(args.record) if args.record else ''
+  return parser
 
-  def record_of(run):
-    return paths.join(record_root, run.name) if record_root else ''
 
-  def write_record(run):
-    # The record of a finished run, by the report's own exporter.
-    if not record_root or args.dry_run or sweep.status(run) != 'finished':
-      return
-    export = subprocess.run([sys.executable, '-m', 'alexnet_jax.report', run.workdir,
-                             f'--export={record_root}'], cwd=sweep.REPO)
-    if export.returncode != 0:
-      failed.append(f'{run.name} (its record)')
+def write_record(run: sweep.PlannedRun, record_root: str) -> bool:
+  """The record of `run`, when finished, written by the report's own exporter; False when that
+  failed."""
+  if not record_root or sweep.status(run) != 'finished':
+    return True
+  export = subprocess.run([sys.executable, '-m', 'alexnet_jax.report', run.workdir,
+                           f'--export={record_root}'], cwd=sweep.REPO)
+  return export.returncode == 0
 
-  todo, failed = [], []
-  for run in runs:
-    state = sweep.status(run, record_of(run))
-    print(f'{run.name}: {state}', flush=True)
-    if state == 'finished':
-      write_record(run)
-    elif state != 'recorded':
-      todo.append(run)
-  if args.dry_run:
-    for run in todo:
-      print(' '.join(run.command))
-    return 0
 
+def run_all(todo: list[sweep.PlannedRun], *, parallel: int, gpus_per_run: int, log_dir: str,
+            record_root: str) -> list[str] | None:
+  """Runs `todo`, `parallel` at once, recording each as it finishes; the names of what failed,
+  or None when interrupted (Ctrl-C or SIGTERM, passed on to the runs, which checkpoint)."""
   def stop_runs(signal_number, unused_frame):
     # Ctrl-C reaches every process of the terminal; a SIGTERM to this one is passed on.
     for process, _, _ in running:
@@ -86,38 +71,65 @@ def main(argv: list[str] | None = None) -> int:
     raise KeyboardInterrupt
 
   previous_handler = signal.signal(signal.SIGTERM, stop_runs)
-  slots = list(range(args.parallel))  # Free slots; slot i owns GPUs [i*k, (i+1)*k).
-  running: list[tuple[subprocess.Popen, sweep.Run, int]] = []
+  slots = list(range(parallel))  # Free slots; slot i owns GPUs [i*k, (i+1)*k).
+  running: list[tuple[subprocess.Popen, sweep.PlannedRun, int]] = []
+  failed = []
   try:
     while todo or running:
       while todo and slots:
         run, slot = todo.pop(0), slots.pop(0)
         env = dict(os.environ)
-        if args.gpus_per_run:
-          first = slot * args.gpus_per_run
+        if gpus_per_run:
           env['CUDA_VISIBLE_DEVICES'] = ','.join(
-              str(first + i) for i in range(args.gpus_per_run))
-        log = open(log_path(run, args.log_dir), 'a')
-        print(f'{run.name}: started (log in {log.name})', flush=True)
-        running.append((subprocess.Popen(run.command, cwd=sweep.REPO, env=env, stdout=log,
-                                         stderr=subprocess.STDOUT), run, slot))
+              str(slot * gpus_per_run + i) for i in range(gpus_per_run))
+        with open(log_path(run, log_dir), 'a') as log:  # The child keeps its own descriptor.
+          print(f'{run.name}: started (log in {log.name})', flush=True)
+          running.append((subprocess.Popen(run.command, cwd=sweep.REPO, env=env, stdout=log,
+                                           stderr=subprocess.STDOUT), run, slot))
       time.sleep(1)
-      for process, run, slot in list(running):
-        if process.poll() is not None:
-          running.remove((process, run, slot))
-          slots.append(slot)
-          print(f'{run.name}: exited with {process.returncode}', flush=True)
-          if process.returncode != 0:
-            failed.append(run.name)
-          else:
-            write_record(run)
+      for process, run, slot in [entry for entry in running if entry[0].poll() is not None]:
+        running.remove((process, run, slot))
+        slots.append(slot)
+        print(f'{run.name}: exited with {process.returncode}', flush=True)
+        if process.returncode != 0:
+          failed.append(run.name)
+        elif not write_record(run, record_root):
+          failed.append(f'{run.name} (its record)')
   except KeyboardInterrupt:
     print('Interrupted: waiting for the runs to write their checkpoints.', flush=True)
     for process, _, _ in running:
       process.wait()
-    return 130
+    return None
   finally:
     signal.signal(signal.SIGTERM, previous_handler)
+  return failed
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = _parser()
+  args = parser.parse_args(argv)
+  if args.parallel < 1 or args.gpus_per_run < 0:
+    parser.error(f'--parallel={args.parallel} --gpus_per_run={args.gpus_per_run}: run at least 1 '
+                 'at once, each with 0 or more GPUs.')
+  runs = sweep.expand(args.config, args.root, args.extra_flags, only=args.run)
+  record_root = paths.absolute(args.record) if args.record else ''
+  todo, failed = [], []
+  for run in runs:
+    state = sweep.status(run, paths.join(record_root, run.name) if record_root else '')
+    print(f'{run.name}: {state}', flush=True)
+    if state not in ('finished', 'recorded'):
+      todo.append(run)
+    elif state == 'finished' and not args.dry_run and not write_record(run, record_root):
+      failed.append(f'{run.name} (its record)')
+  if args.dry_run:
+    for run in todo:
+      print(' '.join(run.command))
+    return 0
+  failed_runs = run_all(todo, parallel=args.parallel, gpus_per_run=args.gpus_per_run,
+                        log_dir=args.log_dir, record_root=record_root)
+  if failed_runs is None:
+    return 130
+  failed += failed_runs
   if failed:
     print(f'{len(failed)} of {len(runs)} runs failed: {", ".join(failed)}.', file=sys.stderr)
     return 1

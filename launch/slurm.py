@@ -23,7 +23,7 @@ from launch import sweep
 SIGTERM_EXIT = 143  # main's exit code after a SIGTERM and its checkpoint (128 + 15).
 
 
-def sbatch_script(runs: list[sweep.Run], *, job_name: str, nodes: int, gpus_per_node: int,
+def sbatch_script(runs: list[sweep.PlannedRun], *, job_name: str, nodes: int, gpus_per_node: int,
                   cpus_per_task: int, time_limit: str, partition: str, log_dir: str) -> str:
   """A bash script for `sbatch`: an array of len(runs), task i running runs[i]."""
   header = [

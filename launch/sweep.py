@@ -15,7 +15,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @dataclasses.dataclass(frozen=True)
-class Run:
+class PlannedRun:
+  """A run of a sweep as the launchers start it (run_folder.Run is what its folder holds)."""
   name: str
   overrides: dict[str, Any]
   workdir: str
@@ -42,7 +43,7 @@ def load_sweep(config: str) -> list[dict[str, Any]]:
 
 
 def expand(config: str, root: str, extra_flags: list[str],
-           python: str = sys.executable, only: Sequence[str] = ()) -> list[Run]:
+           python: str = sys.executable, only: Sequence[str] = ()) -> list[PlannedRun]:
   """The runs of `config`'s sweep under ROOT/<run name>, with `extra_flags` added to each; with
   `only`, just the runs of those names, in the sweep's order."""
   runs = []
@@ -56,7 +57,7 @@ def expand(config: str, root: str, extra_flags: list[str],
     command = [python, '-m', 'alexnet_jax.main', f'--config={run_config}', f'--workdir={workdir}',
                *[f'--config.{key}={flag_value(value)}' for key, value in overrides.items()],
                *extra_flags]
-    runs.append(Run(name, overrides, workdir, command))
+    runs.append(PlannedRun(name, overrides, workdir, command))
   swept = {f'--config.{key}' for run in runs for key in run.overrides}
   for flag in extra_flags:
     if flag.split('=', 1)[0] in swept:
@@ -72,7 +73,7 @@ def expand(config: str, root: str, extra_flags: list[str],
   return [run for run in runs if not only or run.name in only]
 
 
-def requested_length(run: Run) -> dict[str, Any]:
+def requested_length(run: PlannedRun) -> dict[str, Any]:
   """The LENGTH_KEYS of the config that `run.command` gives main: its config file's, unless a
   flag of the command sets them (the sweep's or one after --; the last one counts, as in main)."""
   config_file = next(a for a in run.command if a.startswith('--config=')).split('=', 1)[1]
@@ -87,7 +88,7 @@ def requested_length(run: Run) -> dict[str, Any]:
   return length
 
 
-def status(run: Run, record: str = '') -> str:
+def status(run: PlannedRun, record: str = '') -> str:
   """'recorded' (its record is in the folder `record`), 'finished', 'resumes at step N' or
   'new'; recorded or finished only under the length the run is asked for now."""
   length = requested_length(run)

@@ -23,7 +23,8 @@ import sys
 from launch import sweep
 
 
-def ssh_command(run: sweep.Run, *, tpu: str, zone: str, project: str, repo_dir: str) -> list[str]:
+def ssh_command(run: sweep.PlannedRun, *, tpu: str, zone: str, project: str,
+                repo_dir: str) -> list[str]:
   remote = f'cd {repo_dir} && {shlex.join(run.command)}'
   command = ['gcloud', 'compute', 'tpus', 'tpu-vm', 'ssh', tpu, f'--zone={zone}', '--worker=all',
              f'--command={remote}']

@@ -15,8 +15,9 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from alexnet_jax import (checkpoints, claims, naming, plots, report, run_folder, train,
+from alexnet_jax import (checkpoints, claims, naming, plots, records, report, run_folder, train,
                          validation)
+from alexnet_jax.checkpoint_metrics import CheckpointMetrics
 from alexnet_jax.run_folder import Run
 from configs import cuda_convnet_cifar
 from launch import local, slurm, sweep
@@ -168,7 +169,7 @@ def test_local_sweep_runs_resumes_and_skips(tmp_path, capsys):
   for name in os.listdir(tmp_path / 'plots_of_folders'):
     assert (tmp_path / 'plots_of_records' / name).read_bytes() == \
         (tmp_path / 'plots_of_folders' / name).read_bytes(), name
-  for kernel_of in (run_folder.conv1_kernel, run_folder.initial_conv1_kernel):
+  for kernel_of in (records.conv1_kernel, records.initial_conv1_kernel):
     np.testing.assert_array_equal(kernel_of(run_folder.read_run(second.workdir)),
                                   kernel_of(run_folder.read_run(str(records / 'seed=1'))))
   # A recorded run is skipped even where its folder is gone (a new machine).
@@ -182,9 +183,10 @@ def test_local_sweep_runs_resumes_and_skips(tmp_path, capsys):
   # The report reads both runs back; plant known metrics in a checkpoint of the second.
   manager = checkpoints.create_manager(second.workdir)
   state = checkpoints.restore_on_host(manager, 100)
-  planted = {'epoch': 1.0, 'eval_top1_error': 0.1234, 'eval_top5_error': 0.0123,
-             'finished': True, checkpoints.HISTORY: {
-                 'epoch': [1], 'train_epoch_error': [0.2345], 'eval_top1_error': [0.1234]}}
+  planted = CheckpointMetrics(
+      metrics={'epoch': 1.0, 'eval_top1_error': 0.1234, 'eval_top5_error': 0.0123},
+      finished=True, history={'epoch': [1], 'train_epoch_error': [0.2345],
+                              'eval_top1_error': [0.1234]})
   checkpoints.save(manager, 101, state, planted)
   manager.wait_until_finished()
   manager.close()
@@ -267,7 +269,7 @@ def fake_run(activation='relu', lr=0.001, seed=0, train_errors=(), dataset='synt
              **config):
   epochs = list(range(1, len(train_errors) + 1))
   history = {'epoch': epochs, 'train_epoch_error': list(train_errors)}
-  latest = {'finished': True, checkpoints.HISTORY: history, **config.pop('metrics', {})}
+  latest = CheckpointMetrics(metrics=config.pop('metrics', {}), history=history, finished=True)
   model = {'name': 'cifar_net', 'activation': activation, **config.pop('model', {})}
   return Run('/r', {'model': model, 'dataset': {'name': dataset}, 'learning_rate': lr,
                     'seed': seed, **config}, 1, latest, latest)
@@ -411,12 +413,12 @@ def test_a_runs_initial_conv1_kernel_is_the_one_its_training_started_from(tmp_pa
   train.train_and_evaluate(small_config(**{'learning_rate': 1e-12, 'num_epochs': 1,
                                         'dataset.synthetic_train_examples': 64}), workdir)
   run = run_folder.read_run(workdir)
-  initial, trained = run_folder.initial_conv1_kernel(run), run_folder.conv1_kernel(run)
+  initial, trained = records.initial_conv1_kernel(run), records.conv1_kernel(run)
   assert initial.shape == trained.shape == (5, 5, 3, 8)
   assert np.std(initial) == pytest.approx(0.01, rel=0.2)  # The paper's N(0, 0.01^2).
   assert np.abs(trained - initial).max() < 1e-6 * np.abs(initial).max()
   other_seed = dataclasses.replace(run, config={**run.config, 'seed': 1})
-  assert np.abs(run_folder.initial_conv1_kernel(other_seed) - initial).max() > 0.01
+  assert np.abs(records.initial_conv1_kernel(other_seed) - initial).max() > 0.01
 
 
 def test_the_ablations_sweep_shares_its_baseline_among_the_claims():

@@ -1,5 +1,6 @@
-"""The step is built without TensorFlow: only the input pipeline needs it. Each check runs in a
-fresh interpreter, whose sys.modules shows exactly what the imports and the build loaded."""
+"""What each tool loads: the step is built without TensorFlow (only the input pipeline needs
+it), and a launcher reads its runs' state without JAX. Each check runs in a fresh interpreter,
+whose sys.modules shows exactly what the imports and the work loaded."""
 
 import subprocess
 import sys
@@ -56,3 +57,25 @@ print('tensorflow' in sys.modules)
   built, tensorflow_loaded = out.strip().splitlines()[-2:]
   assert built == "['eval'] (1, 1) True conv1"
   assert tensorflow_loaded == 'False'
+
+
+def test_the_launchers_status_check_imports_no_jax(tmp_path):
+  """A run folder with a checkpoint (its metrics written as orbax writes them) and a record of the
+  repository: their states read as the JSON they are."""
+  out = _run(f'''
+import json, os, sys
+from launch import sweep
+runs = {{r.name: r for r in sweep.expand('configs/ablations.py:imagenette_131', {str(tmp_path)!r}, [])}}
+resumed = runs['lrn=False,seed=0']
+os.makedirs(os.path.join(resumed.workdir, 'checkpoints', '40', 'metrics'))
+with open(os.path.join(resumed.workdir, 'config.json'), 'w') as f:
+  json.dump({{'num_epochs': 20, 'stop_at_train_error': 0.0, 'model': {{}}, 'dataset': {{}}}}, f)
+with open(os.path.join(resumed.workdir, 'checkpoints', '40', 'metrics', 'metrics'), 'w') as f:
+  json.dump({{'finished': False, 'train_loss': 2.0}}, f)
+print(sweep.status(runs['seed=0'], 'results/imagenette_131/seed=0'), '|', sweep.status(resumed),
+      '|', sweep.status(runs['pool_size=2,seed=0']))
+print(sorted(m for m in ('jax', 'flax', 'orbax', 'tensorflow') if m in sys.modules))
+''')
+  states, loaded = out.strip().splitlines()[-2:]
+  assert states == 'recorded | resumes at step 40 | new'
+  assert loaded == '[]'
