@@ -101,3 +101,12 @@ def assert_close(got, want, rtol=1e-5):
   """Equal within rtol, relative to each value and to the largest |want|."""
   got, want = np.asarray(got), np.asarray(want)
   np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * float(np.abs(want).max()))
+
+
+def tensorboard_scalars(folder: str, tag: str) -> list[tuple[int, float]]:
+  """(step, value) of the scalar `tag` as TensorBoard shows it: its own loader reads the event
+  files of `folder`, the steps a resumed run purged left out."""
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  loader = event_accumulator.EventAccumulator(folder, size_guidance={event_accumulator.SCALARS: 0})
+  loader.Reload()
+  return [(event.step, event.value) for event in loader.Scalars(tag)]
