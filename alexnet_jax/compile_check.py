@@ -3,12 +3,13 @@ r"""Compiles a config's train and eval steps for a TPU slice (or H100 GPUs) on a
   python -m alexnet_jax.compile_check --config=configs/default.py --topology=v5e:2x4 \
       --config.mesh.data=4 --config.mesh.model=2 [--config.compute_dtype=bfloat16]
 
-The steps are the ones training runs (`steps.make_steps`, with XLA's own ops: `model.ops=xla`),
+The steps are the ones training runs on the target (`steps.make_steps`, with the op set
+`models.choose_ops` picks for its platform: XLA's own gradients unless model.ops says otherwise),
 lowered from abstract inputs with the run's shardings and compiled by libtpu for the topology's
-devices, as MaxText's `train_compile.py` does. Per step it prints each device's memory (arguments, outputs, temporaries)
-against the chip's HBM, FLOPs and bytes accessed per device, the collectives of the compiled
-program by kind and mesh axis, and a lower bound on the step time from the chip's peak FLOP/s and
-HBM bandwidth. A config that does not fit says so in one line, and the command exits with 2.
+devices, as MaxText's `train_compile.py` does. Per step it prints each device's memory
+(arguments, outputs, temporaries) against the chip's HBM, FLOPs and bytes accessed per device,
+the collectives of the compiled program by kind and mesh axis, and a lower bound on the step
+time from the chip's peak FLOP/s and HBM bandwidth. A config that does not fit says so in one line, and the command exits with 2.
 Needs `pip install -r requirements-tpu.txt` (libtpu); no TPU, no data. `--topology=h100:8`
 compiles for eight H100s of one host through JAX's CUDA plugin instead (jax-cuda12-plugin and
 jax-cuda12-pjrt of the pinned jax; no CUDA libraries, no driver), whose compiler counts no FLOPs.
@@ -16,6 +17,7 @@ jax-cuda12-pjrt of the pinned jax; no CUDA libraries, no driver), whose compiler
 
 import collections
 import dataclasses
+import importlib.util
 import os
 import re
 import sys
@@ -127,7 +129,7 @@ def topology_devices(chip: Chip, shape: tuple[int, ...]) -> list[Any]:
   CUDA plugin), with no accelerator attached."""
   from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
   if chip.platform == 'cuda':
-    if importlib_spec('jax_plugins.xla_cuda12') is None:
+    if importlib.util.find_spec('jax_plugins.xla_cuda12') is None:
       raise errors.UserInputError('the CUDA plugin of jax is not installed: pip install '
                                   'jax-cuda12-plugin==0.10.2 jax-cuda12-pjrt==0.10.2 (no CUDA '
                                   'libraries or driver needed).')
@@ -135,7 +137,7 @@ def topology_devices(chip: Chip, shape: tuple[int, ...]) -> list[Any]:
     return list(topologies.get_topology_desc(
         platform='cuda', target_config=chip.target_config,
         topology=f'1x{hosts}x{per_host}').devices)
-  if importlib_spec('libtpu') is None:
+  if importlib.util.find_spec('libtpu') is None:
     raise errors.UserInputError('libtpu is not installed: pip install -r requirements-tpu.txt '
                                 '(the jax[tpu] extra of the pinned jax).')
   bounds = tuple(min(n, 2) for n in shape) + (1,) * (3 - len(shape))  # 2x2 chips per host.
@@ -147,11 +149,6 @@ def topology_devices(chip: Chip, shape: tuple[int, ...]) -> list[Any]:
       platform='tpu', topology_name=f'{chip.topology_prefix}:{"x".join(map(str, shape))}',
       chip_config_name=chip.chip_config, chips_per_host_bounds=bounds, num_slices=1)
   return list(topology.devices)
-
-
-def importlib_spec(name: str) -> Any:
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  return importlib.util.find_spec(name)
 
 
 def replica_groups(line: str) -> list[list[int]]:
@@ -335,9 +332,6 @@ def compile_steps(config: Any, devices: Sequence[Any], num_classes: int,
                   ) -> tuple[list[StepReport], tuple[int, int]]:
   """`config`'s train and (or) eval steps, compiled for `devices`, and the mesh shape."""
   from alexnet_jax import models, parallel, steps, validation  # pylint: disable=g-import-not-at-top
-  config = config.copy_and_resolve_references()
-  with config.unlocked():
-    config.model.ops = 'xla'  # What an accelerator runs.
   validation.validate_config(config)
   try:
     mesh = parallel.create_mesh(config.mesh.data, config.mesh.model, devices)
@@ -346,10 +340,11 @@ def compile_steps(config: Any, devices: Sequence[Any], num_classes: int,
   mesh_shape = (mesh.shape[parallel.DATA_AXIS], mesh.shape[parallel.MODEL_AXIS])
   validation.validate_for_mesh(config, *mesh_shape, process_count=1)
   image_shape = (config.dataset.crop_size, config.dataset.crop_size, 3)
+  backend = devices[0].platform  # The target's, not this host's: models.choose_ops.
   _, abstract, specs = steps.train_state_shapes(
-      config, models.create_model(config.model, num_classes), image_shape)
+      config, models.create_model(config.model, num_classes, backend=backend), image_shape)
   model = models.create_model(config.model, num_classes, data_axis=parallel.DATA_AXIS,
-                              model_axis=parallel.MODEL_AXIS)
+                              model_axis=parallel.MODEL_AXIS, backend=backend)
   train_fn, eval_fn = steps.make_steps(config, model, mesh, specs, steps_per_epoch=1000)
   with_sharding = lambda tree, spec_tree: jax.tree.map(
       lambda leaf, spec: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,

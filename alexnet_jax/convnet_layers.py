@@ -1,6 +1,6 @@
 """The layer types of cuda-convnet, the code that trained the paper's nets, as its kernels compute
 them: its pooling geometry, its two response normalizations, its locally connected layer, and
-the layer specs (one string per layer, like its layer files) that `models.LayerNet` stacks.
+the layer specs (one string per layer, like its layer files), and `LayerNet`, which stacks them.
 
 A spec is 'NAME TYPE key=value ...', e.g. 'pool2 pool kind=avg size=3 stride=2'. Types and keys
 (`act=1` applies the net's activation, relu or tanh, after the layer):
@@ -16,13 +16,15 @@ init_std defaults to the net's model.init_std (cuda-convnet's initW default is 0
 """
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from alexnet_jax import blocks
 
 # Each type's keys and their defaults (None: required).
 LAYER_KEYS: dict[str, dict[str, Any]] = {
@@ -174,7 +176,7 @@ class LocallyConnected(nn.Module):
   """cuda-convnet's 'local' layer: a convolution whose filters and biases differ at every output
   pixel. Kernel [out_h, out_w, size * size, in_channels, filters], offsets row-major; bias
   [out_h, out_w, filters]. The filters may be split over `model_axis` like a Conv's, its input
-  then gathered from every shard first (see models.Conv)."""
+  then gathered from every shard first (see blocks.Conv)."""
   features: int  # Over all devices.
   kernel_size: int
   stride: int = 1
@@ -209,3 +211,76 @@ def output_channel_slice(x: jax.Array, model_axis: str | None, num_shards: int) 
   per_shard = x.shape[-1] // num_shards
   return lax.dynamic_slice_in_dim(x, lax.axis_index(model_axis) * per_shard, per_shard, axis=-1)
 
+
+class LayerNet(nn.Module):
+  """A net stacked from cuda-convnet layer specs (parse_layers), as the 2012 code
+  built its CIFAR-10 nets from layer files: conv, local, pool, rnorm, cmrnorm and fc layers in
+  order, each computing what its cuda-convnet kernel did. Under `model_axis`, weight layers split
+  their outputs over it (the classifier is computed whole) and gather their input first; the
+  cross-map normalization sees every shard's maps.
+  """
+  num_classes: int
+  layers: Sequence[str] = ()
+  activation: str = 'relu'
+  init_std: float = 0.01  # For layers whose spec gives none.
+  init_std_overrides: Sequence[tuple[str, float]] = ()
+  ops: blocks.Ops = blocks.OPS['xla']  # models.create_model picks the op set.
+  micro_batch: int = 0  # See in_micro_batches; create_model sets it.
+  data_axis: str | None = None
+  model_axis: str | None = None
+
+  def replicated_layers(self) -> tuple[str, ...]:
+    return (parse_layers(self.layers)[-1].name,)  # The classifier.
+
+  def _layer(self, spec: LayerSpec, init_std: float, is_first: bool,
+             is_classifier: bool) -> Callable[[jax.Array], jax.Array]:
+    """The function of one layer spec, its activation (act=1) included."""
+    kind = spec.type
+    if kind == 'conv':
+      padding = ((spec['padding'],) * 2,) * 2
+      fn = blocks.Conv(spec['filters'], spec['size'], spec['stride'], padding,
+                inputs='image' if is_first else 'all_towers',
+                model_axis=self.model_axis, init_std=init_std, ops=self.ops, name=spec.name)
+    elif kind == 'local':
+      fn = LocallyConnected(spec['filters'], spec['size'], spec['stride'],
+                                           spec['padding'], init_std, self.model_axis,
+                                           name=spec.name)
+    elif kind == 'fc':
+      fn = blocks.Dense(self.num_classes if is_classifier else spec['outputs'],
+                 sharded=not is_classifier, model_axis=self.model_axis, init_std=init_std,
+                 name=spec.name)
+    elif kind == 'pool':
+      fn = lambda x: pool(x, spec['kind'], spec['size'], spec['stride'],
+                                         start=spec['start'], outputs=spec['outputs'],
+                                         max_pool_fn=self.ops.max_pool)
+    elif kind == 'rnorm':
+      fn = lambda x: response_norm(x, size=spec['size'], scale=spec['scale'],
+                                                  power=spec['pow'])
+    else:  # cmrnorm: the paper's LRN formula with cuda-convnet's constants, over all shards.
+      constants = cross_map_norm_constants(spec['size'], spec['scale'],
+                                                          spec['pow'])
+      fn = lambda x: output_channel_slice(
+          self.ops.lrn(blocks.gather_channels(x, self.model_axis), num_groups=1, **constants),
+          self.model_axis, blocks.axis_size(self.model_axis))
+    act = blocks.ACTIVATIONS[self.activation]
+    return (lambda x: act(fn(x))) if spec.params.get('act') else fn
+
+  @nn.compact
+  def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
+    specs = parse_layers(self.layers)
+    init_stds = dict(self.init_std_overrides)
+    fns = [self._layer(spec, init_stds.get(spec.name, spec['init_std'] or self.init_std)
+                       if spec.type in WEIGHT_LAYER_TYPES else None,
+                       i == 0, i == len(specs) - 1)
+           for i, spec in enumerate(specs)]
+    first_fc = next(i for i, spec in enumerate(specs) if spec.type == 'fc')
+
+    def trunk(x):
+      for fn in fns[:first_fc]:
+        x = fn(x)
+      return x
+
+    x = blocks.in_micro_batches(trunk, images, self.micro_batch if train else 0)
+    for fn in fns[first_fc:]:
+      x = fn(x)
+    return x

@@ -51,9 +51,7 @@ def _window_views(x: jax.Array, window: int, stride: int, out_shape: Sequence[in
 
 def _varying_axes(x: jax.Array) -> frozenset:
   """The shard_map mesh axes over which `x` differs between devices (none outside shard_map)."""
-  aval = jax.typeof(x)
-  manual = getattr(aval, 'manual_axis_type', None)  # jax >= 0.10; before, aval.vma.
-  return manual.varying if manual is not None else getattr(aval, 'vma', frozenset())
+  return jax.typeof(x).manual_axis_type.varying
 
 
 def _vary(x: jax.Array, axes: frozenset) -> jax.Array:
@@ -86,7 +84,7 @@ def _matmul_kernel_gradient(images: int, in_channels: int, out_channels: int) ->
   images (ms, XLA vs matmuls): 3->32 at 32x32 77 vs 32; 32->32 at 16x16 36 vs 71; 32->64 at 8x8
   15 vs 19; AlexNet (32 images) 48->128 1036 vs 288, 256->384 435 vs 303, 192->192 188 vs 136.
   A [C, M] @ [M, O] matmul with a small C x O output runs slowly; XLA's gradient does so with
-  few input channels, and with many images only: on micro-batches of 8 (models.in_micro_batches)
+  few input channels, and with many images only: on micro-batches of 8 (blocks.in_micro_batches)
   XLA's was the faster (the CIFAR-10 net's training step 11% faster than with 3->32 matmuls)."""
   return images > 16 and (in_channels <= 4 or in_channels * out_channels >= 4096)
 
@@ -186,7 +184,7 @@ def _channel_window_sum(v: jax.Array, n: int, num_groups: int) -> jax.Array:
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4, 5))
 def local_response_norm(x: jax.Array, k: float, n: int, alpha: float, beta: float,
                         num_groups: int = 1) -> jax.Array:
-  """b = x (k + alpha S(x^2))^-beta, as `models.local_response_norm`."""
+  """b = x (k + alpha S(x^2))^-beta, as `blocks.local_response_norm`."""
   return x * _negative_power(k + alpha * _channel_window_sum(jnp.square(x), n, num_groups), beta)
 
 

@@ -1,6 +1,6 @@
 """The training set's statistics that preprocessing uses (Sec. 2 and 4.1): its mean image, its
 mean RGB and the eigen-decomposition of its RGB covariance for PCA lighting; computed by the
-command `python -m alexnet_jax.dataset_stats`, read back by the input pipeline.
+command `python -m alexnet_jax.write_image_stats`, read back by the input pipeline.
 
 The stats file is a small JSON file: `mean_rgb` on the 0-255 scale, `pca_eigenvalues`
 (descending) and `pca_eigenvectors` (3x3, the eigenvectors are its columns, rows are R, G, B) of
@@ -114,7 +114,7 @@ def read(path: str, with_mean_image: bool = False) -> Stats:
           (paths.Path(path).parent / str(record['mean_image'])).read_bytes()))
   except (OSError, ValueError) as e:
     raise UserInputError(f'dataset.stats_file={path!r} cannot be read as the output of '
-                         f'python -m alexnet_jax.dataset_stats ({e}).') from e
+                         f'python -m alexnet_jax.write_image_stats ({e}).') from e
   return checked(record, where, mean_image)
 
 
@@ -130,7 +130,7 @@ def for_config(config: ml_collections.ConfigDict) -> Stats:
     if config.mean == 'image':
       raise UserInputError('config.dataset.mean=image needs the mean image: set '
                            'config.dataset.stats_file to the output of python -m '
-                           'alexnet_jax.dataset_stats.')
+                           'alexnet_jax.write_image_stats.')
     return checked({key: config[key] for key in SHAPES}, lambda key: f'config.dataset.{key}')
   stats = read(config.stats_file, with_mean_image=config.mean == 'image')
   if stats.mean_image is not None and stats.mean_image.shape != (config.image_size,) * 2 + (3,):

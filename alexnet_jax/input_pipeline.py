@@ -36,7 +36,7 @@ class Split:
   num_global: int  # Examples over all processes.
   decoded: bool  # True when 'image' is already a uint8 tensor.
   process_sharded: bool  # True when `examples` holds only this process's share.
-  paths: tuple[str, ...] = ()  # An image folder's files behind `examples`, to name a bad one.
+  image_files: tuple[str, ...] = ()  # An image folder's, behind `examples`: to name a bad one.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +141,7 @@ def _image_folder(config: ml_collections.ConfigDict, process_index: int,
     examples = examples.map(lambda x: {'image': tf.io.read_file(x['image']), 'label': x['label']},
                             num_parallel_calls=tf.data.AUTOTUNE)
     return Split(examples, len(files[local]), len(files), decoded=False,
-                 process_sharded=process_sharded, paths=tuple(files[local]))
+                 process_sharded=process_sharded, image_files=tuple(files[local]))
 
   return Source(len(class_names), split(config.train_split, process_sharded=False),
                 split(config.eval_split, process_sharded=True) if with_eval else None,
@@ -232,7 +232,7 @@ def _synthetic(config: ml_collections.ConfigDict, process_index: int,
 def create_source(config: ml_collections.ConfigDict, process_index: int = 0,
                   process_count: int = 1, with_eval: bool = True) -> Source:
   """The dataset named by `config.name` (a `config.dataset` block); its evaluation split too
-  unless `with_eval` is False (dataset_stats reads the training split only)."""
+  unless `with_eval` is False (write_image_stats reads the training split only)."""
   if config.name not in ('synthetic',) and config.data_dir is not None \
       and not paths.Path(config.data_dir).is_dir():
     what = 'is a file, not a folder' if paths.Path(config.data_dir).exists() else 'does not exist'
@@ -274,8 +274,8 @@ def decoder_error(error: tf.errors.OpError) -> str:
   return re.sub(r'\{\{[^}]*\}\}\s*', '', message).strip()[:300]
 
 
-def first_undecodable(paths: Sequence[str], image_size: int) -> tuple[str, str] | None:
-  """The first of `paths` that does not decode as preprocessing decodes it, with the decoder's
+def first_undecodable(image_files: Sequence[str], image_size: int) -> tuple[str, str] | None:
+  """The first of `image_files` that does not decode as preprocessing decodes it, with the decoder's
   reason, or None (reads every file: for naming a bad file, and for `bad_images=fail`'s check
   of an evaluation split before training)."""
 
@@ -287,7 +287,7 @@ def first_undecodable(paths: Sequence[str], image_size: int) -> tuple[str, str] 
       return path, decoder_error(e)
 
   with concurrent.futures.ThreadPoolExecutor(8) as pool:
-    return next((bad for bad in pool.map(check, paths) if bad is not None), None)
+    return next((bad for bad in pool.map(check, image_files) if bad is not None), None)
 
 
 def crop_offset(seed: tf.Tensor | None, *, image_size: int, crop_size: int,

@@ -13,21 +13,15 @@ layers that read their own tower need no communication. With `model_axis=None` t
 plain single-device network.
 """
 
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jax import lax
 
-from alexnet_jax import convnet_layers, cpu_ops
+from alexnet_jax import blocks, convnet_layers
 
-ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {'relu': nn.relu, 'tanh': jnp.tanh}
 CONV1_PADDINGS = {'valid': ((0, 0), (0, 0)), 'cuda_convnet': ((2, 1), (2, 1))}
-# What LRN's alpha multiplies: the sum of squares (the paper's text) or their mean over the n
-# maps (the 2012 code, and torch's LocalResponseNorm).
-LRN_ALPHA_CONVENTIONS = ('paper', 'cuda_convnet')
 # conv1's activation, normalization and pooling: in the paper's order, or the 2012 code's, whose
 # LRN saw the maps before the ReLU, applied after pooling.
 CONV1_ORDERS = ('relu_norm_pool', 'norm_pool_relu')
@@ -59,24 +53,6 @@ def _init_stds(names: Sequence[str], init_std: float,
   return {**dict.fromkeys(names, init_std), **dict(overrides)}
 
 
-def lrn_alpha(alpha: float, n: int, convention: str) -> float:
-  """The factor of the plain sum of squares in `local_response_norm` for `convention`."""
-  return {'paper': alpha, 'cuda_convnet': alpha / n}[convention]
-
-
-def in_micro_batches(fn: Callable[[jax.Array], jax.Array], x: jax.Array,
-                     size: int) -> jax.Array:
-  """fn(x) for a per-example `fn`, computed on `size` images at a time (0: all at once).
-
-  The same numbers; on the CPU, a few images' feature maps stay in cache from the forward to the
-  backward pass, which makes the convolutional layers' training step ~10% faster. The loop is
-  unrolled: inside an XLA while loop, XLA:CPU's convolutions ran 10-20x slower.
-  """
-  if size <= 0 or x.shape[0] <= size:
-    return fn(x)
-  return jnp.concatenate([fn(x[i:i + size]) for i in range(0, x.shape[0], size)])
-
-
 def cast_for_compute(tree, dtype) -> object:
   """Every floating-point leaf of `tree` (parameters, images) in `dtype`: the network then
   computes in that type, while gradients flow back to the float32 originals through the cast
@@ -85,158 +61,28 @@ def cast_for_compute(tree, dtype) -> object:
                       tree)
 
 
-def _axis_size(axis: str | None) -> int:
-  return 1 if axis is None else lax.axis_size(axis)
+class _LRNConstants(nn.Module):
+  """Sec. 3.3's LRN constants, shared by AlexNet and the Figure-1 net; configs/default.py holds
+  the paper's (k=2, n=5, alpha=1e-4, beta=0.75), which create_model passes in."""
+  lrn_k: float
+  lrn_n: int
+  lrn_alpha: float
+  lrn_beta: float
+  lrn_alpha_convention: str  # One of blocks.LRN_ALPHA_CONVENTIONS.
+
+  def local_response_norm(self, x: jax.Array, num_groups: int = 1) -> jax.Array:
+    """LRN within each of `num_groups` channel groups, by the network's op set (`ops`)."""
+    alpha = blocks.lrn_alpha(self.lrn_alpha, self.lrn_n, self.lrn_alpha_convention)
+    return self.ops.lrn(x, self.lrn_k, self.lrn_n, alpha, self.lrn_beta, num_groups)
 
 
-def _axis_index(axis: str | None) -> jax.Array | int:
-  return 0 if axis is None else lax.axis_index(axis)
-
-
-def _gather_channels(x: jax.Array, axis: str | None) -> jax.Array:
-  """All the towers' maps on every device: channels of all shards, in tower order."""
-  return x if axis is None else lax.all_gather(x, axis, axis=x.ndim - 1, tiled=True)
-
-
-def local_response_norm(x: jax.Array, k: float, n: int, alpha: float, beta: float,
-                        num_groups: int = 1) -> jax.Array:
-  """Sec. 3.3: b_i = a_i / (k + alpha * sum_{|j-i|<=n/2} a_j^2)^beta, within each channel group.
-
-  alpha multiplies the plain sum of squares (torch's LocalResponseNorm divides it by n). The sum
-  runs over the channels of the same group (tower) only, as each GPU normalised its own maps; it
-  is a matmul with a block-diagonal band matrix, which XLA compiles well on every backend.
-  """
-  channels = x.shape[-1]
-  per_group = channels // num_groups
-  index = np.arange(channels)
-  band = ((np.abs(index[:, None] - index[None, :]) <= n // 2)
-          & (index[:, None] // per_group == index[None, :] // per_group))
-  sum_sq = jnp.dot(jnp.square(x), jnp.asarray(band, x.dtype), precision=lax.Precision.HIGHEST)
-  return x * lax.pow(k + alpha * sum_sq, jnp.asarray(-beta, x.dtype))
-
-
-def _xla_max_pool(x: jax.Array, window: int, stride: int, padding: cpu_ops.Padding) -> jax.Array:
-  return nn.max_pool(x, (window, window), (stride, stride), padding)
-
-
-class Ops(NamedTuple):
-  """The convolution, max pooling and LRN that every layer calls, with one signature each
-  whatever differentiates them: conv(x, kernel, stride, padding), max_pool(x, window, stride,
-  padding) (padding as (low, high) pairs of the two spatial axes; -inf for pooling) and
-  lrn(x, k, n, alpha, beta, num_groups)."""
-  conv: Callable[..., jax.Array]
-  max_pool: Callable[..., jax.Array]
-  lrn: Callable[..., jax.Array]
-
-
-# XLA's own gradients, or `cpu_ops`' (the same functions, their gradients reformulated for
-# XLA:CPU). config.model.ops 'auto' takes 'cpu' on the CPU; create_model chooses, once.
-OPS: dict[str, Ops] = {
-    'xla': Ops(cpu_ops.xla_conv, _xla_max_pool, local_response_norm),
-    'cpu': Ops(cpu_ops.conv, cpu_ops.max_pool, cpu_ops.local_response_norm),
-}
-OPS_CHOICES = ('auto', *OPS)
-
-
-def _pool(ops: Ops, x: jax.Array, window: int, stride: int, padding: str) -> jax.Array:
-  """Max pooling with 'SAME' or 'VALID' padding."""
-  return ops.max_pool(x, window, stride,
-                      cpu_ops.explicit_padding(padding, x.shape[1:3], window, stride))
-
-
-def _lrn(module: nn.Module, x: jax.Array, num_groups: int = 1) -> jax.Array:
-  """LRN with a network's lrn_k, lrn_n, lrn_alpha (in its convention) and lrn_beta."""
-  alpha = lrn_alpha(module.lrn_alpha, module.lrn_n, module.lrn_alpha_convention)
-  return module.ops.lrn(x, module.lrn_k, module.lrn_n, alpha, module.lrn_beta, num_groups)
-
-
-class Conv(nn.Module):
-  """A convolution whose output channels may be sharded over `model_axis`.
-
-  `inputs` says what the layer sees (Figure 2): 'image', the same input on every device;
-  'own_tower', the maps of its own tower only (input and output channels are split into the
-  towers on this device, each convolved separately with its slice of the kernel); 'all_towers',
-  the maps of every tower, gathered over `model_axis` first.
-  """
-  features: int  # Over all towers and devices.
-  kernel_size: int
-  stride: int = 1
-  padding: str | Sequence[tuple[int, int]] = 'SAME'
-  inputs: str = 'all_towers'
-  num_local_towers: int = 1
-  model_axis: str | None = None
-  init_std: float = 0.01
-  bias_init: float = 0.0
-  ops: Ops = OPS['xla']
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    groups = self.num_local_towers if self.inputs == 'own_tower' else 1
-    if self.inputs == 'all_towers':
-      x = _gather_channels(x, self.model_axis)
-    local_features = self.features // _axis_size(self.model_axis)
-    kernel = self.param('kernel', nn.initializers.normal(self.init_std),
-                        (self.kernel_size, self.kernel_size, x.shape[-1] // groups, local_features))
-    bias = self.param('bias', nn.initializers.constant(self.bias_init), (local_features,))
-    padding = cpu_ops.explicit_padding(self.padding, x.shape[1:3], self.kernel_size, self.stride)
-    outputs = [self.ops.conv(xs, ws, self.stride, padding)
-               for xs, ws in zip(jnp.split(x, groups, axis=-1), jnp.split(kernel, groups, axis=-1))]
-    return jnp.concatenate(outputs, axis=-1) + bias
-
-
-class Dense(nn.Module):
-  """A fully-connected layer over all towers' inputs.
-
-  Its output features are sharded over `model_axis` unless `sharded=False`: the classifier is
-  computed whole on every model shard, so the loss needs no more communication.
-  """
-  features: int
-  sharded: bool = True
-  model_axis: str | None = None
-  init_std: float = 0.01
-  bias_init: float = 0.0
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    x = _gather_channels(x, self.model_axis)
-    x = x.reshape(x.shape[0], -1)
-    local_features = self.features // (_axis_size(self.model_axis) if self.sharded else 1)
-    kernel = self.param('kernel', nn.initializers.normal(self.init_std),
-                        (x.shape[-1], local_features))
-    bias = self.param('bias', nn.initializers.constant(self.bias_init), (local_features,))
-    return x @ kernel + bias
-
-
-def dropout(x: jax.Array, rate: float, rng: jax.Array, *, data_axis: str | None,
-            model_axis: str | None) -> jax.Array:
-  """Dropout whose mask does not depend on the mesh.
-
-  The mask is drawn for the global batch and all features, then this device's rows (over
-  `data_axis`) and columns (over `model_axis`) are cut from it, so every mesh shape drops the same
-  units as the single-device network with the same key.
-  """
-  if rate == 0.0:
-    return x
-  batch, features = x.shape
-  num_rows, num_cols = batch * _axis_size(data_axis), features * _axis_size(model_axis)
-  keep = jax.random.bernoulli(rng, 1.0 - rate, (num_rows, num_cols))
-  keep = lax.dynamic_slice(keep, (_axis_index(data_axis) * batch,
-                                  _axis_index(model_axis) * features), (batch, features))
-  return jnp.where(keep, x / (1.0 - rate), 0.0)
-
-
-class AlexNet(nn.Module):
+class AlexNet(_LRNConstants):
   """The paper's network (Figure 2), every ablation behind an attribute."""
   num_classes: int
   activation: str = 'relu'
   pool_size: int = 3
   pool_stride: int = 2
   lrn: bool = True
-  lrn_k: float = 2.0
-  lrn_n: int = 5
-  lrn_alpha: float = 1e-4
-  lrn_beta: float = 0.75
-  lrn_alpha_convention: str = 'paper'
   conv1_order: str = 'relu_norm_pool'
   conv2_contrast_norm: bool = False  # The 2012 code's extra normalization after LRN2.
   contrast_norm_size: int = 5
@@ -252,7 +98,7 @@ class AlexNet(nn.Module):
   # (layer, std) pairs that replace init_std for those layers, e.g. (('conv3', 0.03),).
   init_std_overrides: Sequence[tuple[str, float]] = ()
   bias_one_layers: Sequence[str] = ('conv2', 'conv4', 'conv5', 'fc6', 'fc7')
-  ops: Ops = OPS['xla']  # create_model picks OPS[config.model.ops].
+  ops: blocks.Ops = blocks.OPS['xla']  # create_model picks the op set (choose_ops).
   data_axis: str | None = None
   model_axis: str | None = None
 
@@ -261,8 +107,8 @@ class AlexNet(nn.Module):
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
-    act = ACTIVATIONS[self.activation]
-    local_towers = self.num_towers // _axis_size(self.model_axis)
+    act = blocks.ACTIVATIONS[self.activation]
+    local_towers = self.num_towers // blocks.axis_size(self.model_axis)
     # Footnote 2: the one-GPU net halves conv1-conv4 only.
     features = [int(f * self.width_multiplier) if i < 4 else f
                 for i, f in enumerate(self.conv_features)]
@@ -270,28 +116,28 @@ class AlexNet(nn.Module):
     init_stds = _init_stds(ALEXNET_LAYERS, self.init_std, self.init_std_overrides)
 
     def conv(name, index, kernel_size, stride, padding, inputs):
-      return Conv(features[index], kernel_size, stride, padding, inputs=inputs,
+      return blocks.Conv(features[index], kernel_size, stride, padding, inputs=inputs,
                   num_local_towers=local_towers, model_axis=self.model_axis,
                   init_std=init_stds[name], bias_init=float(name in self.bias_one_layers),
                   ops=self.ops, name=name)
 
     def dense(name, num_features, sharded=True):
-      return Dense(num_features, sharded=sharded, model_axis=self.model_axis,
+      return blocks.Dense(num_features, sharded=sharded, model_axis=self.model_axis,
                    init_std=init_stds[name], bias_init=float(name in self.bias_one_layers),
                    name=name)
 
     def norm(x):
       if not self.lrn:
         return x
-      return _lrn(self, x, num_groups=local_towers)
+      return self.local_response_norm(x, num_groups=local_towers)
 
     def pool(x):
-      return _pool(self.ops, x, self.pool_size, self.pool_stride, 'VALID')
+      return blocks.pool(self.ops, x, self.pool_size, self.pool_stride, 'VALID')
 
     def drop(x):
       if not train or self.dropout_rate == 0.0:
         return x
-      return dropout(x, self.dropout_rate, self.make_rng('dropout'),
+      return blocks.dropout(x, self.dropout_rate, self.make_rng('dropout'),
                      data_axis=self.data_axis, model_axis=self.model_axis)
 
     x = conv('conv1', 0, 11, 4, CONV1_PADDINGS[self.conv1_padding], 'image')(images)
@@ -310,7 +156,7 @@ class AlexNet(nn.Module):
     return dense('fc8', self.num_classes, sharded=False)(x)
 
 
-class CifarNet(nn.Module):
+class CifarNet(_LRNConstants):
   """The four-layer net of Figure 1: cuda-convnet's 18% CIFAR-10 net.
 
   Three 5x5 convolutions, each followed by the activation, max pooling (padded at the end, as
@@ -323,11 +169,6 @@ class CifarNet(nn.Module):
   pool_size: int = 3
   pool_stride: int = 2
   lrn: bool = False
-  lrn_k: float = 2.0
-  lrn_n: int = 5
-  lrn_alpha: float = 1e-4
-  lrn_beta: float = 0.75
-  lrn_alpha_convention: str = 'paper'
   conv_features: Sequence[int] = (32, 32, 64)
   kernel_size: int = 5
   fc_features: Sequence[int] = ()  # None in Figure 1.
@@ -336,7 +177,7 @@ class CifarNet(nn.Module):
   # (layer, std) pairs that replace init_std, e.g. the 2012 code's (('conv1', 1e-4),).
   init_std_overrides: Sequence[tuple[str, float]] = ()
   bias_one_layers: Sequence[str] = ()
-  ops: Ops = OPS['xla']  # create_model picks OPS[config.model.ops].
+  ops: blocks.Ops = blocks.OPS['xla']  # create_model picks the op set (choose_ops).
   micro_batch: int = 0  # See in_micro_batches; create_model sets it.
   data_axis: str | None = None
   model_axis: str | None = None
@@ -349,113 +190,39 @@ class CifarNet(nn.Module):
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
-    act = ACTIVATIONS[self.activation]
+    act = blocks.ACTIVATIONS[self.activation]
     names = self.layer_names()
     init_stds = _init_stds(names, self.init_std, self.init_std_overrides)
-    convs = [Conv(num_features, self.kernel_size, padding='SAME',
-                  inputs='image' if i == 0 else 'all_towers', model_axis=self.model_axis,
-                  init_std=init_stds[name], bias_init=float(name in self.bias_one_layers),
-                  ops=self.ops, name=name)
+    convs = [blocks.Conv(num_features, self.kernel_size, padding='SAME',
+                         inputs='image' if i == 0 else 'all_towers',
+                         model_axis=self.model_axis, init_std=init_stds[name],
+                         bias_init=float(name in self.bias_one_layers), ops=self.ops, name=name)
              for i, (name, num_features) in enumerate(zip(names, self.conv_features))]
 
     def trunk(x):
       for conv in convs:
-        x = _pool(self.ops, act(conv(x)), self.pool_size, self.pool_stride, 'SAME')
+        x = blocks.pool(self.ops, act(conv(x)), self.pool_size, self.pool_stride, 'SAME')
         if self.lrn:
-          x = _lrn(self, x)
+          x = self.local_response_norm(x)
       return x
 
-    x = in_micro_batches(trunk, images, self.micro_batch if train else 0)
+    x = blocks.in_micro_batches(trunk, images, self.micro_batch if train else 0)
     fc_names = names[len(self.conv_features):]
     for i, (name, num_features) in enumerate(zip(fc_names,
                                                   (*self.fc_features, self.num_classes))):
       is_classifier = i == len(self.fc_features)
-      x = Dense(num_features, sharded=not is_classifier, model_axis=self.model_axis,
+      x = blocks.Dense(num_features, sharded=not is_classifier, model_axis=self.model_axis,
                 init_std=init_stds[name], bias_init=float(name in self.bias_one_layers),
                 name=name)(x)
       if not is_classifier:
         x = act(x)
         if train and self.dropout_rate > 0.0:
-          x = dropout(x, self.dropout_rate, self.make_rng('dropout'),
+          x = blocks.dropout(x, self.dropout_rate, self.make_rng('dropout'),
                       data_axis=self.data_axis, model_axis=self.model_axis)
     return x
 
 
-class LayerNet(nn.Module):
-  """A net stacked from cuda-convnet layer specs (convnet_layers.parse_layers), as the 2012 code
-  built its CIFAR-10 nets from layer files: conv, local, pool, rnorm, cmrnorm and fc layers in
-  order, each computing what its cuda-convnet kernel did. Under `model_axis`, weight layers split
-  their outputs over it (the classifier is computed whole) and gather their input first; the
-  cross-map normalization sees every shard's maps.
-  """
-  num_classes: int
-  layers: Sequence[str] = ()
-  activation: str = 'relu'
-  init_std: float = 0.01  # For layers whose spec gives none.
-  init_std_overrides: Sequence[tuple[str, float]] = ()
-  ops: Ops = OPS['xla']  # create_model picks OPS[config.model.ops].
-  micro_batch: int = 0  # See in_micro_batches; create_model sets it.
-  data_axis: str | None = None
-  model_axis: str | None = None
-
-  def replicated_layers(self) -> tuple[str, ...]:
-    return (convnet_layers.parse_layers(self.layers)[-1].name,)  # The classifier.
-
-  def _layer(self, spec: convnet_layers.LayerSpec, init_std: float, is_first: bool,
-             is_classifier: bool) -> Callable[[jax.Array], jax.Array]:
-    """The function of one layer spec, its activation (act=1) included."""
-    kind = spec.type
-    if kind == 'conv':
-      padding = ((spec['padding'],) * 2,) * 2
-      fn = Conv(spec['filters'], spec['size'], spec['stride'], padding,
-                inputs='image' if is_first else 'all_towers',
-                model_axis=self.model_axis, init_std=init_std, ops=self.ops, name=spec.name)
-    elif kind == 'local':
-      fn = convnet_layers.LocallyConnected(spec['filters'], spec['size'], spec['stride'],
-                                           spec['padding'], init_std, self.model_axis,
-                                           name=spec.name)
-    elif kind == 'fc':
-      fn = Dense(self.num_classes if is_classifier else spec['outputs'],
-                 sharded=not is_classifier, model_axis=self.model_axis, init_std=init_std,
-                 name=spec.name)
-    elif kind == 'pool':
-      fn = lambda x: convnet_layers.pool(x, spec['kind'], spec['size'], spec['stride'],
-                                         start=spec['start'], outputs=spec['outputs'],
-                                         max_pool_fn=self.ops.max_pool)
-    elif kind == 'rnorm':
-      fn = lambda x: convnet_layers.response_norm(x, size=spec['size'], scale=spec['scale'],
-                                                  power=spec['pow'])
-    else:  # cmrnorm: the paper's LRN formula with cuda-convnet's constants, over all shards.
-      constants = convnet_layers.cross_map_norm_constants(spec['size'], spec['scale'],
-                                                          spec['pow'])
-      fn = lambda x: convnet_layers.output_channel_slice(
-          self.ops.lrn(_gather_channels(x, self.model_axis), num_groups=1, **constants),
-          self.model_axis, _axis_size(self.model_axis))
-    act = ACTIVATIONS[self.activation]
-    return (lambda x: act(fn(x))) if spec.params.get('act') else fn
-
-  @nn.compact
-  def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
-    specs = convnet_layers.parse_layers(self.layers)
-    init_stds = dict(self.init_std_overrides)
-    fns = [self._layer(spec, init_stds.get(spec.name, spec['init_std'] or self.init_std)
-                       if spec.type in convnet_layers.WEIGHT_LAYER_TYPES else None,
-                       i == 0, i == len(specs) - 1)
-           for i, spec in enumerate(specs)]
-    first_fc = next(i for i, spec in enumerate(specs) if spec.type == 'fc')
-
-    def trunk(x):
-      for fn in fns[:first_fc]:
-        x = fn(x)
-      return x
-
-    x = in_micro_batches(trunk, images, self.micro_batch if train else 0)
-    for fn in fns[first_fc:]:
-      x = fn(x)
-    return x
-
-
-MODELS = {'alexnet': AlexNet, 'cifar_net': CifarNet, 'layer_net': LayerNet}
+MODELS = {'alexnet': AlexNet, 'cifar_net': CifarNet, 'layer_net': convnet_layers.LayerNet}
 # Module attributes that no config.model key sets.
 _NOT_FROM_CONFIG = ('parent', 'name', 'num_classes', 'ops', 'micro_batch', 'data_axis',
                     'model_axis')
@@ -506,17 +273,28 @@ def init_params(model: nn.Module, image_shape: tuple[int, ...], params_key: jax.
   return model.init({'params': params_key}, jnp.zeros((1, *image_shape)), train=False)['params']
 
 
+def choose_ops(model_config, backend: str) -> tuple[str, int]:
+  """(op set, micro-batch) of `model_config` on `backend` ('cpu', 'gpu', 'tpu'): the one place
+  that decides. ops 'auto' is the hand-written gradients on the CPU, where XLA:CPU runs them 2-6x
+  faster, and XLA's own on accelerators; the micro-batch (`in_micro_batches`, which keeps a few
+  images' maps in a CPU's cache) applies on the CPU to the hand-written gradients only."""
+  ops = model_config.ops
+  if ops == 'auto':
+    ops = 'handwritten' if backend == 'cpu' else 'xla'
+  uses_cache = backend == 'cpu' and ops == 'handwritten'
+  return ops, model_config.cpu_micro_batch if uses_cache else 0
+
+
 def create_model(model_config, num_classes: int, *, data_axis: str | None = None,
-                 model_axis: str | None = None) -> nn.Module:
-  """The network named by `model_config.name`, its attributes taken from the config."""
+                 model_axis: str | None = None, backend: str | None = None) -> nn.Module:
+  """The network named by `model_config.name`, its attributes taken from the config, with the op
+  set `choose_ops` gives for `backend` (default: JAX's)."""
   cls = MODELS[model_config.name]
-  fields = {f for f in cls.__dataclass_fields__ if f not in ('parent', 'name')}
+  fields = {f for f in cls.__dataclass_fields__ if f not in ('parent', 'name', 'ops')}
   kwargs = {k: v for k, v in model_config.items() if k in fields}
   kwargs = {k: as_tuples(v) for k, v in kwargs.items()}  # Module attributes must be hashable.
-  ops = kwargs.pop('ops', 'auto')
-  if ops == 'auto':
-    ops = 'cpu' if jax.default_backend() == 'cpu' else 'xla'
+  ops, micro_batch = choose_ops(model_config, backend or jax.default_backend())
   if 'micro_batch' in fields:
-    kwargs['micro_batch'] = model_config.cpu_micro_batch if ops == 'cpu' else 0
-  return cls(num_classes=num_classes, ops=OPS[ops], data_axis=data_axis, model_axis=model_axis,
-             **kwargs)
+    kwargs['micro_batch'] = micro_batch
+  return cls(num_classes=num_classes, ops=blocks.OPS[ops], data_axis=data_axis,
+             model_axis=model_axis, **kwargs)

@@ -15,6 +15,7 @@ import optax
 from jax import lax
 from jax.sharding import NamedSharding
 
+from alexnet_jax import blocks
 from alexnet_jax import models
 from alexnet_jax import optim
 from alexnet_jax import parallel
@@ -76,7 +77,7 @@ def train_state_shapes(config: ml_collections.ConfigDict, model: Any,
 
   # The crop is checked with XLA's op set, whichever the run uses: the CPU op set's pooling
   # fails on a window larger than its input before any shape can be read.
-  probe = model.clone(ops=models.OPS['xla'])
+  probe = model.clone(ops=blocks.OPS['xla'])
   probe_params = jax.eval_shape(lambda: models.init_params(probe, image_shape, params_key))
   empty = [jax.tree_util.keystr(path) for path, leaf in
            jax.tree_util.tree_leaves_with_path(probe_params) if leaf.size == 0]
@@ -126,8 +127,9 @@ def loss_and_grads(params: Any, batch: dict[str, jax.Array], dropout_key: jax.Ar
 
 def batch_shapes(config: ml_collections.ConfigDict, batch_size: int,
                  train: bool) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-  """The (shape, dtype) of each array of a batch as the steps take it (`input_pipeline.train_epoch`'s,
-  without its POSITION, or `input_pipeline.eval_batches`'), without reading any data: for compiling ahead of time."""
+  """The (shape, dtype) of each array of a batch as the steps take it
+  (`input_pipeline.train_epoch`'s, without its POSITION, or `input_pipeline.eval_batches`'),
+  without reading any data: for compiling ahead of time."""
   crop = (config.crop_size, config.crop_size, 3)
   if train:
     shift = crop if config.mean == 'image' else (3,)
@@ -142,9 +144,9 @@ def batch_shapes(config: ml_collections.ConfigDict, batch_size: int,
 
 
 def training_images(batch: dict[str, Any], scale: float = 1.0) -> Any:
-  """A training batch's images as the network sees them (`input_pipeline.augment`): float32 crops plus their
-  shifts, times `scale` (`dataset.scale_after_lighting`), reflected where 'flip'. NumPy or JAX
-  arrays; in the step, one fused pass."""
+  """A training batch's images as the network sees them (`input_pipeline.augment`): float32
+  crops plus their shifts, times `scale` (`dataset.scale_after_lighting`), reflected where
+  'flip'. NumPy or JAX arrays; in the step, one fused pass."""
   xp = np if isinstance(batch['image'], np.ndarray) else jnp
   shift = batch['shift']
   if shift.ndim == 2:  # One RGB shift per example.

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from alexnet_jax import checkpoint_metrics
 from alexnet_jax import checkpoints
 from alexnet_jax import input_pipeline
 from alexnet_jax import metrics_log
@@ -29,6 +30,7 @@ from alexnet_jax import steps
 from alexnet_jax import validation
 from alexnet_jax.errors import DiskFullError, Interrupted, NonFiniteError, UserInputError
 
+
 def prepare_workdir(workdir: str) -> None:
   """Creates the workdir, or says in one line why it cannot be written."""
   try:
@@ -40,11 +42,12 @@ def prepare_workdir(workdir: str) -> None:
     raise UserInputError(f'workdir {workdir!r} cannot be written: {e.strerror}.') from e
 
 
-def undecodable_image_error(paths: Sequence[str], image_size: int,
+def undecodable_image_error(image_files: Sequence[str], image_size: int,
                             error: tf.errors.OpError | None = None) -> UserInputError | None:
   """What `bad_images=fail` says of an image that does not decode: the first such file among
-  `paths` and the decoder's reason (else, given the pipeline's `error`, its reason; else None)."""
-  bad = input_pipeline.first_undecodable(paths, image_size)
+  `image_files` and the decoder's reason (else, given the pipeline's `error`, its reason; else
+  None)."""
+  bad = input_pipeline.first_undecodable(image_files, image_size)
   if bad is None and error is None:
     return None
   what = (f'{bad[0]} cannot be decoded ({bad[1]})' if bad else
@@ -53,22 +56,21 @@ def undecodable_image_error(paths: Sequence[str], image_size: int,
                         'images.')
 
 
-def check_same_experiment(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Refuses a workdir whose checkpoints were written under a config that differs from
-  `config` in a key that defines the experiment, naming each such key and both values. The
-  checkpoints' own config decides; config.json only for checkpoints that hold none."""
-  if _committed_step(workdir) is None:
+def check_same_experiment(config: ml_collections.ConfigDict, workdir: str,
+                          saved: checkpoint_metrics.CheckpointMetrics | None) -> None:
+  """Refuses a workdir whose checkpoints (`saved`: the latest's metrics) were written under a
+  config that differs from `config` in a key that defines the experiment, naming each such key
+  and both values. The checkpoints' own config decides; config.json only for checkpoints that
+  hold none."""
+  if not checkpoint_metrics.committed_steps(workdir):
     return
-  saved = checkpoints.latest_saved(workdir, checkpoints.CONFIG)  # config.json or not.
+  saved_config = saved.config if saved else None
   path = paths.Path(workdir) / run_folder.CONFIG_FILE
-  if saved is None and path.exists():  # Checkpoints from before they held their config.
-    try:
-      saved = json.loads(path.read_text())
-    except ValueError:
-      pass  # Not written whole: the checkpoints' shapes are still checked on restore.
-  if not isinstance(saved, dict):
+  if saved_config is None and path.exists():  # Checkpoints from before they held their config.
+    saved_config = json.loads(path.read_text())  # Written whole (paths.write_text is atomic).
+  if not isinstance(saved_config, dict):
     return
-  changes = run_folder.experiment_changes(saved, json.loads(config.to_json_best_effort()))
+  changes = run_folder.experiment_changes(saved_config, json.loads(config.to_json_best_effort()))
   if changes:
     listed = ', '.join(f'{key} {old!r} -> {new!r}' for key, (old, new) in changes.items())
     raise UserInputError(f'workdir {workdir!r} holds a run of another experiment ({listed}); '
@@ -77,18 +79,19 @@ def check_same_experiment(config: ml_collections.ConfigDict, workdir: str) -> No
 
 
 def check_same_data(source: input_pipeline.Source, dataset: ml_collections.ConfigDict,
-                    workdir: str) -> None:
-  """Refuses to resume checkpoints trained on data of another size or other classes: the data
-  may move (dataset.data_dir may change), but its epochs and labels must stay what they were."""
-  saved, found = checkpoints.latest_saved(workdir, checkpoints.DATA), source.identity()
-  if saved is None or saved == found:
+                    workdir: str, saved: checkpoint_metrics.CheckpointMetrics | None) -> None:
+  """Refuses to resume checkpoints (`saved`: the latest's metrics) trained on data of another
+  size or other classes: the data may move (dataset.data_dir may change), but its epochs and
+  labels must stay what they were."""
+  saved_data, found = (saved.data if saved else None), source.identity()
+  if saved_data is None or saved_data == found:
     return
   def describe(data: dict[str, Any]) -> str:
     names = data.get('class_names') or []
     return (f'{data.get("train_examples")} training examples of {data.get("num_classes")} '
             'classes' + (f' ({", ".join(names[:3])}{", ..." if len(names) > 3 else ""})'
                          if names else ''))
-  raise UserInputError(f'workdir {workdir!r} was trained on {describe(saved)}, but '
+  raise UserInputError(f'workdir {workdir!r} was trained on {describe(saved_data)}, but '
                        f'dataset.data_dir={dataset.data_dir!r} holds {describe(found)}: a run '
                        'resumes only on the same data (moved, it may be); use a new workdir.')
 
@@ -155,21 +158,18 @@ class RunContext:
 
 @dataclasses.dataclass(frozen=True)
 class Progress:
-  """Where a run stands: its state, the step reached, the metrics of its last log or
-  evaluation (with checkpoints.FINISHED) and its per-epoch curves, kept in every checkpoint."""
+  """Where a run stands: its state, the step reached, the metrics of its last log or evaluation
+  and its per-epoch curves (kept in every checkpoint: `checkpoint_metrics`)."""
   state: steps.TrainState
   step: int
-  last_metrics: dict[str, Any]
+  metrics: dict[str, Any]
   history: dict[str, list[Any]]
   # Mid-epoch: this process's place in the epoch's example stream (input_pipeline.POSITION),
   # dropped examples included, so that a resume skips exactly what was trained.
   input_position: int | None = None
   # At an epoch's end whose evaluation a signal cut short: the evaluation comes first.
   eval_pending: bool = False
-
-  @property
-  def finished(self) -> bool:
-    return bool(self.last_metrics.get(checkpoints.FINISHED))
+  finished: bool = False  # Nothing left to do.
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -187,12 +187,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       preemption.CheckpointTriggers(config.checkpoint_every_minutes,
                                     jax.process_count()) as triggers, \
       _disk_full_in_one_line(workdir):
+    saved = checkpoint_metrics.latest(workdir)
     if not allow_changed_config:
-      check_same_experiment(config, workdir)
+      check_same_experiment(config, workdir, saved and saved[1])
     stopped_file = paths.Path(workdir) / run_folder.STOPPED_FILE
     if jax.process_index() == 0 and stopped_file.exists():
       stopped_file.unlink()  # Run again: no longer stopped.
-    run, progress = _set_up(config, workdir, triggers)
+    run, progress = _set_up(config, workdir, triggers, saved and saved[1])
     try:
       with jax.set_mesh(run.mesh):
         # The paper's procedure: epochs of SGD on random mini-batches, each followed by an
@@ -209,11 +210,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         paths.write_text(stopped_file, f'{e}\n')
       raise
     except tf.errors.InvalidArgumentError as e:  # Only the input pipeline runs TensorFlow ops.
-      raise undecodable_image_error(run.source.train.paths + run.source.eval.paths,
+      raise undecodable_image_error(run.source.train.image_files + run.source.eval.image_files,
                                     config.dataset.image_size, e) from e
     finally:
       _finish_writing(run)
-  return progress.last_metrics
+  return progress.metrics
 
 
 @contextlib.contextmanager
@@ -233,9 +234,7 @@ def _disk_full_in_one_line(workdir: str) -> Iterator[None]:
 
 def _committed_step(workdir: str) -> int | None:
   """The latest checkpoint written whole, whatever the one being written does."""
-  directory = paths.Path(workdir) / checkpoints.CHECKPOINTS_DIR
-  steps = [entry.name for entry in directory.iterdir()] if directory.is_dir() else []
-  return max((int(name) for name in steps if name.isdigit()), default=None)
+  return max(checkpoint_metrics.committed_steps(workdir), default=None)
 
 
 def _finish_writing(run: RunContext) -> None:
@@ -251,28 +250,22 @@ def _finish_writing(run: RunContext) -> None:
 
 
 def _set_up(config: ml_collections.ConfigDict, workdir: str,
-            triggers: preemption.CheckpointTriggers) -> tuple[RunContext, Progress]:
+            triggers: preemption.CheckpointTriggers,
+            saved: checkpoint_metrics.CheckpointMetrics | None) -> tuple[RunContext, Progress]:
   """The run's devices, data, network, steps and writers, and its progress: fresh, or restored
-  from the workdir's latest checkpoint."""
+  from the workdir's latest checkpoint (`saved`: its metrics, read before)."""
   input_pipeline.hide_accelerators_from_tensorflow()
   process_index, process_count = jax.process_index(), jax.process_count()
 
   source = input_pipeline.create_source(config.dataset, process_index, process_count)
-  check_same_data(source, config.dataset, workdir)
+  check_same_data(source, config.dataset, workdir, saved)
   try:
     mesh = parallel.create_mesh(config.mesh.data, config.mesh.model)
   except ValueError as e:
     raise UserInputError(str(e)) from e
   num_data, num_model = mesh.shape[parallel.DATA_AXIS], mesh.shape[parallel.MODEL_AXIS]
   validation.validate_for_mesh(config, num_data, num_model, process_count)
-  if config.dataset.bad_images == 'fail':  # Found now, not after an epoch of training.
-    bad = undecodable_image_error(source.eval.paths, config.dataset.image_size)
-    if bad:
-      raise bad
-  steps_per_epoch = input_pipeline.steps_per_epoch(source, config.batch_size, process_count)
-  if steps_per_epoch == 0:
-    raise UserInputError(f'config.batch_size={config.batch_size} is larger than the '
-                         f'{source.train.num_global} training examples.')
+  steps_per_epoch = _steps_per_epoch(config, source, process_count)
   total_steps = config.num_epochs * steps_per_epoch
   logging.info('Mesh %s over %d devices (%d processes); %d classes, %d training and %d '
                'evaluation examples; %d steps per epoch.', dict(mesh.shape), jax.device_count(),
@@ -313,33 +306,47 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str,
   return run, progress
 
 
+def _steps_per_epoch(config: ml_collections.ConfigDict, source: input_pipeline.Source,
+                     process_count: int) -> int:
+  """The SGD steps of an epoch of `source`, once the data is known to serve the run: one batch
+  at least, and (with bad_images=fail) evaluation images that all decode, found now rather than
+  after an epoch of training."""
+  if config.dataset.bad_images == 'fail':
+    bad = undecodable_image_error(source.eval.image_files, config.dataset.image_size)
+    if bad:
+      raise bad
+  steps_per_epoch = input_pipeline.steps_per_epoch(source, config.batch_size, process_count)
+  if steps_per_epoch == 0:
+    raise UserInputError(f'config.batch_size={config.batch_size} is larger than the '
+                         f'{source.train.num_global} training examples.')
+  return steps_per_epoch
+
+
 def _restore(config: ml_collections.ConfigDict, manager: Any, fresh_state: steps.TrainState,
              steps_per_epoch: int, total_steps: int, is_chief: bool) -> Progress:
   """The progress of the latest readable checkpoint, or of `fresh_state` when there is none;
   finished for this config when its steps are done or its last epoch reached the target (a run
   given more epochs, or a lower target, goes on)."""
   restored = checkpoints.restore_latest(manager, fresh_state, is_chief)
-  state, last_metrics = fresh_state, {}
+  state, saved = fresh_state, checkpoint_metrics.CheckpointMetrics()
   if restored is not None:
     state, restored_step = restored
-    last_metrics = dict(manager.metrics(restored_step) or {})
-  history: dict[str, list[Any]] = last_metrics.pop(checkpoints.HISTORY, {})
-  last_metrics.pop(checkpoints.DIGEST, None)  # Each save computes its own.
-  positions = last_metrics.pop(checkpoints.INPUT_POSITIONS, None)
-  eval_pending = bool(last_metrics.pop(checkpoints.EVAL_PENDING, False))
+    saved = checkpoint_metrics.CheckpointMetrics.from_json(manager.metrics(restored_step) or {})
   step = int(state.step)
-  last_metrics[checkpoints.FINISHED] = not eval_pending and (step >= total_steps or (
+  finished = not saved.eval_pending and (step >= total_steps or (
       step % steps_per_epoch == 0 and
-      reached_train_error(config, (history.get('train_epoch_error') or [None])[-1])))
+      reached_train_error(config, (saved.history.get('train_epoch_error') or [None])[-1])))
   if restored is not None:
     logging.info('Resumed from the checkpoint at step %d (epoch %.2f)%s.', restored_step,
                  restored_step / steps_per_epoch,
-                 ': the run is already finished' if last_metrics[checkpoints.FINISHED] else '')
+                 ': the run is already finished' if finished else '')
+  positions = saved.input_positions
   position = positions[jax.process_index()] if positions and step % steps_per_epoch else None
-  if eval_pending:
+  if saved.eval_pending:
     logging.info('The evaluation of epoch %d was stopped by a signal: evaluating it first.',
                  step // steps_per_epoch)
-  return Progress(state, step, last_metrics, history, position, eval_pending)
+  return Progress(state, step, dict(saved.metrics), dict(saved.history), position,
+                  saved.eval_pending, finished)
 
 
 def _save(run: RunContext, progress: Progress,
@@ -348,16 +355,17 @@ def _save(run: RunContext, progress: Progress,
   check_finite(unchecked, run.manager.latest_step())  # Nothing non-finite is checkpointed.
   unchecked.clear()
   if run.manager.latest_step() != progress.step:  # Stopped right after a resume: saved already.
-    metrics = {**progress.last_metrics, checkpoints.HISTORY: progress.history,
-               checkpoints.CONFIG: json.loads(run.config.to_json_best_effort()),
-               checkpoints.DATA: run.source.identity()}
+    positions = None
     if progress.input_position is not None:  # Every process's, for its own resume.
-      metrics[checkpoints.INPUT_POSITIONS] = parallel.gather_from_processes(
-          progress.input_position)
+      positions = parallel.gather_from_processes(progress.input_position)
+    saved = checkpoint_metrics.CheckpointMetrics(
+        metrics=progress.metrics, history=progress.history, finished=progress.finished,
+        config=json.loads(run.config.to_json_best_effort()), data=run.source.identity(),
+        input_positions=positions, eval_pending=progress.eval_pending)
     run.manager.wait_until_finished()  # The previous save's outcome, and its disk space.
     checkpoints.check_space(run.workdir, progress.state, _committed_step(run.workdir))
     run.writer.flush()  # The metrics up to this step are stored before the checkpoint is.
-    checkpoints.save(run.manager, progress.step, progress.state, metrics)
+    checkpoints.save(run.manager, progress.step, progress.state, saved)
   run.triggers.saved()
 
 
@@ -388,7 +396,7 @@ def _train_epoch(run: RunContext, progress: Progress) -> Progress:
   log_every_steps, checkpoints every checkpoint_every_steps, when the timer runs out and on a
   signal (then raises Interrupted)."""
   config, steps_per_epoch = run.config, run.steps_per_epoch
-  state, step, last_metrics = progress.state, progress.step, progress.last_metrics
+  state, step, last_metrics = progress.state, progress.step, progress.metrics
   epoch, skip = divmod(step, steps_per_epoch)
   if skip == 0:
     state = state.replace(epoch_sums=jnp.zeros_like(state.epoch_sums))
@@ -427,7 +435,7 @@ def _end_epoch(run: RunContext, progress: Progress) -> Progress:
   """After an epoch's last step: the evaluation (every eval_every_epochs, and at the end), the
   plateau schedule's update, the epoch's entry in the history, and a checkpoint."""
   config, state, step = run.config, progress.state, progress.step
-  last_metrics, history = dict(progress.last_metrics), progress.history
+  last_metrics, history = dict(progress.metrics), progress.history
   epoch_done = step // run.steps_per_epoch
   reached_target = reached_train_error(config, last_metrics['train_error'])
   if reached_target:
@@ -444,12 +452,11 @@ def _end_epoch(run: RunContext, progress: Progress) -> Progress:
       signal_number, _ = run.triggers.poll()
       return signal_number is not None
 
-    eval_metrics = steps.evaluate(run.eval_fn, state.params, run.eval_batches.as_numpy_iterator(),
-                            run.mesh, stop_requested)
+    eval_metrics = steps.evaluate(run.eval_fn, state.params,
+                                  run.eval_batches.as_numpy_iterator(), run.mesh, stop_requested)
     if eval_metrics is None:  # Stopped promptly: the trained step is kept, evaluated on resume.
       if not progress.eval_pending:
-        _save(run, Progress(state, step, {**last_metrics, checkpoints.EVAL_PENDING: True},
-                            history), [])
+        _save(run, Progress(state, step, last_metrics, history, eval_pending=True), [])
       raise Interrupted(signal_number, step)
     last_metrics.update(eval_metrics)
     epoch_record.update(eval_metrics)
@@ -461,13 +468,12 @@ def _end_epoch(run: RunContext, progress: Progress) -> Progress:
                  '%.4f%s (%d examples)', epoch_done, last_metrics['train_error'],
                  eval_metrics['eval_loss'], eval_metrics['eval_top1_error'],
                  eval_metrics['eval_top5_error'], ten_crop, eval_metrics['eval_examples'])
-  for key in checkpoints.HISTORY_KEYS:  # None where this epoch was not evaluated.
+  for key in checkpoint_metrics.HISTORY_KEYS:  # None where this epoch was not evaluated.
     history.setdefault(key, []).append(epoch_record.get(key))
   run.writer.write(step, epoch_record)
-  last_metrics[checkpoints.FINISHED] = is_last
   if progress.eval_pending:  # This checkpoint replaces the one that awaited the evaluation.
     run.manager.wait_until_finished()
     run.manager.delete(step)
-  progress = Progress(state, step, last_metrics, history)
+  progress = Progress(state, step, last_metrics, history, finished=is_last)
   _save(run, progress, [])
   return progress

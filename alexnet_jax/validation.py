@@ -2,7 +2,7 @@
 
 import ml_collections
 
-from alexnet_jax import convnet_layers, image_stats, models
+from alexnet_jax import blocks, convnet_layers, image_stats, models
 from alexnet_jax.errors import UserInputError
 
 LR_SCHEDULES = ('plateau', 'piecewise')
@@ -38,31 +38,39 @@ def check_keys_read(model: ml_collections.ConfigDict,
            + (f'Leave it at {default!r}.' if key in defaults else 'Remove it.'))
 
 
-def validate_config(config: ml_collections.ConfigDict,
-                    defaults: ml_collections.ConfigDict | None = None) -> None:
-  """Raises UserInputError naming the first bad key and value. `defaults`: the config that the
-  model keys a network does not read must agree with, configs/default.py's when None."""
-  _one_of(config, 'model.name', models.MODELS)
-  _one_of(config, 'model.activation', models.ACTIVATIONS)
-  _one_of(config, 'model.conv1_padding', models.CONV1_PADDINGS)
-  _one_of(config, 'model.lrn_alpha_convention', models.LRN_ALPHA_CONVENTIONS)
-  _one_of(config, 'model.conv1_order', models.CONV1_ORDERS)
-  _one_of(config, 'model.ops', models.OPS_CHOICES)
-  _one_of(config, 'compute_dtype', models.COMPUTE_DTYPES)
+def _validate_layers(config: ml_collections.ConfigDict) -> None:
+  """A layer net's specs parse, and every (layer, value) pair names a weight layer of the
+  network with a value it allows."""
   if config.model.name == 'layer_net':
     try:
       convnet_layers.parse_layers(config.model.layers)
     except ValueError as e:
       raise UserInputError(f'config.model.layers: {e}') from e
-  layers = models.layer_names(config.model)
+  layer_names = models.layer_names(config.model)
   for key, pairs in (('model.init_std_overrides', config.model.init_std_overrides),
                      ('layer_lr_multipliers', config.layer_lr_multipliers),
                      ('layer_weight_decay', config.layer_weight_decay)):
+    must_be_positive = key == 'model.init_std_overrides'
     for pair in pairs:
       layer, value = pair if isinstance(pair, (list, tuple)) and len(pair) == 2 else (pair, None)
-      _check(layer in layers and isinstance(value, (int, float)) and value >= 0 and (value > 0 or key != 'model.init_std_overrides'),
-             f'config.{key} has {pair!r}; each pair must name one of '
-             f'{list(layers)} and a {"positive" if "std" in key else "non-negative"} value.')
+      _check(layer in layer_names and isinstance(value, (int, float)) and value >= 0
+             and (value > 0 or not must_be_positive),
+             f'config.{key} has {pair!r}; each pair must name one of {list(layer_names)} and a '
+             f'{"positive" if must_be_positive else "non-negative"} value.')
+
+
+def validate_config(config: ml_collections.ConfigDict,
+                    defaults: ml_collections.ConfigDict | None = None) -> None:
+  """Raises UserInputError naming the first bad key and value. `defaults`: the config that the
+  model keys a network does not read must agree with, configs/default.py's when None."""
+  _one_of(config, 'model.name', models.MODELS)
+  _one_of(config, 'model.activation', blocks.ACTIVATIONS)
+  _one_of(config, 'model.conv1_padding', models.CONV1_PADDINGS)
+  _one_of(config, 'model.lrn_alpha_convention', blocks.LRN_ALPHA_CONVENTIONS)
+  _one_of(config, 'model.conv1_order', models.CONV1_ORDERS)
+  _one_of(config, 'model.ops', blocks.OPS_CHOICES)
+  _one_of(config, 'compute_dtype', models.COMPUTE_DTYPES)
+  _validate_layers(config)
   _one_of(config, 'model.num_towers', NUM_TOWERS)
   _one_of(config, 'lr_schedule', LR_SCHEDULES)
   _one_of(config, 'distributed.initialize', DISTRIBUTED)

@@ -1,7 +1,7 @@
 r"""The training set's statistics that preprocessing uses (Sec. 2 and 4.1): its mean image, its
 mean RGB and the eigen-decomposition of its RGB covariance for PCA lighting.
 
-  python -m alexnet_jax.dataset_stats --config=configs/relu_vs_tanh.py \
+  python -m alexnet_jax.write_image_stats --config=configs/relu_vs_tanh.py \
       --config.dataset.name=image_folder --config.dataset.data_dir=$HOME/data/cifar10 \
       --output=$HOME/data/cifar10_stats.json
 

@@ -25,7 +25,7 @@ import jax
 
 import steps  # benchmarks/steps.py, beside this script.
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from alexnet_jax import models, parallel
+from alexnet_jax import blocks, parallel
 from configs import default, relu_vs_tanh
 
 NETWORKS = {'alexnet': default.get_config, 'cifar': lambda: relu_vs_tanh.get_config('figure1_net')}
@@ -111,7 +111,7 @@ def main() -> None:
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--mesh', default='-1,1', help='data,model (config.mesh).')
   parser.add_argument('--cpu_devices', type=int, default=-1, help='config.mesh.cpu_devices.')
-  parser.add_argument('--ops', default='auto', choices=models.OPS_CHOICES, help='config.model.ops.')
+  parser.add_argument('--ops', default='auto', choices=blocks.OPS_CHOICES, help='config.model.ops.')
   parser.add_argument('--frameworks', default='jax,pytorch',
                       help='jax, pytorch or both; PyTorch needs requirements-bench.txt.')
   args = parser.parse_args()

@@ -25,7 +25,7 @@ multi-view test (the four corners, the centre and their mirrors, softmax average
 
 What differs from the 2012 code: the mean RGB of the training set is subtracted (its data
 provider subtracted the mean image: set dataset.mean=image and dataset.stats_file from
-`python -m alexnet_jax.dataset_stats` for that); the data is the JPEG q75 copy (error rates a
+`python -m alexnet_jax.write_image_stats` for that); the data is the JPEG q75 copy (error rates a
 little higher than on the lossless set); the 13%/11% files' methodology (about 350 epochs on
 four training batches, 150 more on all five, then 10 + 10 epochs at /10 and /100) is the
 'lr_boundaries_epochs' below and takes days here: the claim sweep shortens it

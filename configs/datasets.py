@@ -22,7 +22,7 @@ def imagenette(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return config
 
 
-# Imagenette's training images at 148x148 (`python -m alexnet_jax.dataset_stats
+# Imagenette's training images at 148x148 (`python -m alexnet_jax.write_image_stats
 # --config=configs/default.py:imagenette_131 --config.dataset.data_dir=DIR --output=FILE`): mean
 # RGB on the 0-255 scale; eigenvalues and eigenvectors (columns) of the RGB covariance on the
 # 0-1 scale.

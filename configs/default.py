@@ -47,7 +47,7 @@ def get_config(variant: str = 'imagenet') -> ml_collections.ConfigDict:
   # 'rgb' subtracts the mean RGB; 'image', the paper's choice (Sec. 2), the mean image of the
   # training set, which only a stats file holds.
   config.dataset.mean = 'rgb'
-  # The output of `python -m alexnet_jax.dataset_stats`: when set, its mean RGB, mean image and
+  # The output of `python -m alexnet_jax.write_image_stats`: when set, its mean RGB, mean image and
   # PCA eigenvalues/eigenvectors replace mean_rgb and pca_eigen* below.
   config.dataset.stats_file = ''
   # Image folders: files that are not images are 'skip'ped (counted in the log) or 'fail' the run,
@@ -119,13 +119,15 @@ def get_config(variant: str = 'imagenet') -> ml_collections.ConfigDict:
   config.model.init_std_overrides = ()
   # Layers whose biases start at 1, the rest at 0 (Sec. 5).
   config.model.bias_one_layers = ('conv2', 'conv4', 'conv5', 'fc6', 'fc7')
-  # How convolution, pooling and LRN are differentiated: 'xla' (XLA's own gradients), 'cpu'
-  # (alexnet_jax/cpu_ops.py: the same functions, gradients that XLA:CPU runs 2-6x faster) or
-  # 'auto' ('cpu' when JAX runs on the CPU). Not a paper setting: results agree to rounding.
+  # How convolution, pooling and LRN are differentiated: 'xla' (XLA's own gradients),
+  # 'handwritten' (alexnet_jax/cpu_ops.py: the same functions, gradients that XLA:CPU runs 2-6x
+  # faster) or 'auto' (models.choose_ops: 'handwritten' when JAX runs on the CPU, else 'xla').
+  # Not a paper setting: results agree to rounding.
   config.model.ops = 'auto'
-  # With ops 'cpu', the CIFAR net's convolutional layers run a training step on this many images
-  # at a time (models.in_micro_batches: their maps stay in cache; 0 = the whole batch at once).
-  # AlexNet's maps outgrow the cache even so: it takes whole batches.
+  # On the CPU with the hand-written gradients, the CIFAR net's convolutional layers run a
+  # training step on this many images at a time (blocks.in_micro_batches: their maps stay in
+  # cache; 0 = the whole batch at once). AlexNet's maps outgrow the cache even so: it takes whole
+  # batches.
   config.model.cpu_micro_batch = 8
 
   # SGD exactly as Sec. 5: v <- momentum v - weight_decay lr w - lr dL/dw; w <- w + v.

@@ -6,11 +6,13 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from configs import relu_vs_tanh
 from tests.helpers import REPO, slow
 
 BENCHMARKS = os.path.join(REPO, 'benchmarks')
@@ -39,16 +41,35 @@ def test_mesh_step_time_runs_the_real_step_on_each_mesh():
   assert all(row[-1] > 0 for row in _rows(out))
 
 
+def _figure1_net_forward_flops() -> float:
+  """The Figure-1 net's forward multiply-adds x 2 per image, counted by hand from its config: each
+  5x5 convolution keeps the map's size (SAME), each pooling halves it (cuda-convnet's, padded)."""
+  config = relu_vs_tanh.get_config('figure1_net')
+  size, channels, flops = config.dataset.crop_size, 3, 0
+  for features in config.model.conv_features:
+    flops += 2 * config.model.kernel_size ** 2 * channels * features * size * size
+    channels, size = features, -(-size // 2)
+  return flops + 2 * size * size * channels * 10  # The classifier, 10 classes.
+
+
 @pytest.mark.parametrize('frameworks', ['jax', 'pytorch'])
 def test_train_step_times_each_framework(frameworks):
+  """Each framework's images/s is a step time the run could have measured (within its wall
+  time), and the step's FLOPs per image (from XLA's count) are a training step's: 2-4x the
+  forward pass counted by hand."""
   if frameworks == 'pytorch' and importlib.util.find_spec('torch') is None:
     pytest.skip('PyTorch is not installed (pip install -r requirements-bench.txt)')
+  started = time.time()
   out = _run('train_step.py', '--networks=cifar', '--batch_size=2', '--steps=1',
              '--mesh=1,1', '--cpu_devices=1', f'--frameworks={frameworks}')
+  wall_seconds = time.time() - started
   row = next(line for line in out.splitlines() if line.startswith('| cifar |'))
   cells = [c.strip() for c in row.strip('|').split('|')]
-  timed = {'jax': cells[1], 'pytorch': cells[2].split()[0]}[frameworks]
-  assert float(timed) > 0
+  column = {'jax': 1, 'pytorch': 2}[frameworks]
+  images_per_s = float(cells[column].split()[0])
+  assert 2 / wall_seconds < images_per_s < float('inf')  # Batch 2: one step took < the run.
+  flops_per_image = float(cells[column + 3]) * 1e9 / images_per_s
+  assert 2.0 < flops_per_image / _figure1_net_forward_flops() < 4.0
 
 
 def _image_folder(root, classes, per_class):

@@ -55,7 +55,7 @@ RULES = [
     Rule('README.md', r'python -m alexnet_jax\.main --config=configs/relu_vs_tanh\.py '
          r'--config\.dataset\.name=image_folder', RUN, shorten=('--config.num_epochs=1',),
          expect=('runs/relu_vs_tanh/18pct/name=image_folder/checkpoints',)),
-    Rule('README.md', r'python -m alexnet_jax\.dataset_stats', RUN,
+    Rule('README.md', r'python -m alexnet_jax\.write_image_stats', RUN,
          expect=('data/cifar10_stats.json', 'data/cifar10_stats.mean_image.npy')),
     Rule('README.md', r'python -m launch\.local', NOT_RUN, 'imagenette, about 70 min a run'),
     Rule('README.md', r'python -m launch\.(slurm|tpu) .*--dry_run$', RUN),
@@ -75,9 +75,9 @@ RULES = [
     Rule('docs/cuda_convnet_cifar.md', r'python -m alexnet_jax\.report', NOT_RUN,
          'reads the sweeps the launches above it run'),
     Rule('docs/imagenette.md', r'git clone ', NOT_RUN, 'downloads imagenette'),
-    Rule('docs/imagenette.md', r'python -m alexnet_jax\.dataset_stats '
+    Rule('docs/imagenette.md', r'python -m alexnet_jax\.write_image_stats '
          r'--config=configs/default\.py:imagenette_131', RUN, expect=('data/imagenette_148.json',)),
-    Rule('docs/imagenette.md', r'python -m alexnet_jax\.dataset_stats '
+    Rule('docs/imagenette.md', r'python -m alexnet_jax\.write_image_stats '
          r'--config=configs/default\.py:imagenette ', RUN, expect=('data/imagenette_144.json',)),
     Rule('docs/imagenette.md', r'python -m launch\.local', NOT_RUN, 'imagenette, hours'),
     Rule('docs/imagenette.md', r'python -m alexnet_jax\.report', NOT_RUN,

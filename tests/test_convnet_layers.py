@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alexnet_jax import convnet_layers, models, optim, run_folder
+from alexnet_jax import blocks, convnet_layers, models, optim, run_folder
 from configs import common, cuda_convnet_cifar, default, relu_vs_tanh
 
 RNG = np.random.default_rng(0)
@@ -37,7 +37,7 @@ def pool_numpy(a, kind, size, stride, start=0, outputs=0):
 def test_pooling_matches_cuda_convnets_kernel(kind, img, size, stride, start, outputs):
   a = RNG.normal(0, 5, (2, img, img, 3)).astype(np.float32)
   want = pool_numpy(a, kind, size, stride, start, outputs)
-  for ops in models.OPS.values():
+  for ops in blocks.OPS.values():
     got = convnet_layers.pool(jnp.asarray(a), kind, size, stride, start=start, outputs=outputs,
                               max_pool_fn=ops.max_pool)
     assert got.shape == want.shape
@@ -86,7 +86,7 @@ def test_cross_map_response_norm_matches_cuda_convnets_kernel(size, channels):
   a = RNG.normal(0, 20, (2, 3, 3, channels))
   want = cross_map_norm_numpy(a, size, 0.01, 0.75)
   constants = convnet_layers.cross_map_norm_constants(size, 0.01, 0.75)
-  for ops in models.OPS.values():
+  for ops in blocks.OPS.values():
     got = ops.lrn(jnp.asarray(a, jnp.float32), num_groups=1, **constants)
     np.testing.assert_allclose(got, want, rtol=1e-5)
   assert not np.allclose(want, a, rtol=1e-2)

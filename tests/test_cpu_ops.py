@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from alexnet_jax import cpu_ops, models
+from alexnet_jax import blocks, cpu_ops, models
 from configs import default
 from tests.helpers import assert_close
 
@@ -76,7 +76,7 @@ def test_lrn_value_and_gradient_equal_the_plain_formula(beta, groups):
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(0, 30, size=(2, 5, 5, 12)), jnp.float32)  # Large enough to matter.
   want, (want_grad,) = values_and_grads(
-      lambda x: models.local_response_norm(x, k=2.0, n=5, alpha=1e-4, beta=beta,
+      lambda x: blocks.local_response_norm(x, k=2.0, n=5, alpha=1e-4, beta=beta,
                                            num_groups=groups), x)
   got, (got_grad,) = values_and_grads(
       lambda x: cpu_ops.local_response_norm(x, 2.0, 5, 1e-4, beta, groups), x)
@@ -87,6 +87,6 @@ def test_lrn_value_and_gradient_equal_the_plain_formula(beta, groups):
 
 def test_auto_ops_take_the_cpu_gradients_on_the_cpu():
   model_config = default.get_config().model
-  assert models.create_model(model_config, 10).ops is models.OPS['cpu']
+  assert models.create_model(model_config, 10).ops is blocks.OPS['handwritten']
   model_config.ops = 'xla'
-  assert models.create_model(model_config, 10).ops is models.OPS['xla']
+  assert models.create_model(model_config, 10).ops is blocks.OPS['xla']

@@ -15,15 +15,13 @@ import time
 import jax
 import numpy as np
 import pytest
-import tensorflow as tf
 from absl import flags
 from ml_collections import config_flags
-from tensorflow.core.util import event_pb2
 
-from alexnet_jax import checkpoints, errors, run_folder, train
+from alexnet_jax import checkpoint_metrics, checkpoints, errors, run_folder, train
 from alexnet_jax.errors import Interrupted, UserInputError
 from tests.helpers import (REPO, latest_params, read_metrics, run_main, send_signal_after_step,
-                           small_config, write_image_folder)
+                           small_config, tensorboard_scalars, write_image_folder)
 
 # The shorthand S: the Figure-1 net on the synthetic task.
 SYNTHETIC = ['--config.dataset.name=synthetic', '--config.batch_size=32',
@@ -146,15 +144,6 @@ def test_a_metrics_line_cut_short_or_without_a_step_is_dropped(tmp_path, caplog)
   assert steps == list(range(1, 33))
 
 
-def _scalar_steps(workdir, tag='train_loss'):
-  steps = []
-  for path in sorted(glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))):
-    for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
-      event = event_pb2.Event.FromString(record)
-      steps += [event.step for value in event.summary.value if value.tag == tag]
-  return steps
-
-
 def test_tensorboard_shows_each_step_once_after_a_resume(tmp_path):
   workdir = str(tmp_path / 'run')
   config = small_config(num_epochs=1, log_every_steps=1, checkpoint_every_steps=5)
@@ -164,7 +153,7 @@ def test_tensorboard_shows_each_step_once_after_a_resume(tmp_path):
   time.sleep(1.1)  # A new event file (TensorBoard names them by the second).
   train.train_and_evaluate(config, workdir)
   assert len(glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))) == 2
-  assert sorted(_scalar_steps(workdir)) == list(range(1, 17))
+  assert [step for step, _ in tensorboard_scalars(workdir, 'train_loss')] == list(range(1, 17))
 
 
 def test_a_run_config_is_compared_on_the_experiments_keys_only():
@@ -324,8 +313,8 @@ def test_a_signal_during_evaluation_stops_it_promptly_and_the_resume_evaluates_f
   stopped_after = time.monotonic() - signalled[0]
   assert stop.value.step == 16
   assert stopped_after < 0.5 * evaluation_seconds, (stopped_after, evaluation_seconds)
-  with checkpoints.create_manager(stopped, read_only=True) as manager:
-    assert manager.latest_step() == 16 and manager.metrics(16)[checkpoints.EVAL_PENDING]
+  step, saved = checkpoint_metrics.latest(stopped)
+  assert step == 16 and saved.eval_pending
   with caplog.at_level('INFO'):
     train.train_and_evaluate(config, stopped)
   assert 'The evaluation of epoch 1 was stopped by a signal: evaluating it first.' in caplog.text

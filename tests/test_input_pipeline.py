@@ -185,11 +185,13 @@ def test_lighting_noise_follows_the_eigenvectors_with_the_configured_spread():
   np.testing.assert_allclose(alphas.std(axis=0), config.pca_std, rtol=0.1)
   np.testing.assert_allclose(alphas.mean(axis=0), 0.0, atol=0.01)
   # The RGB covariance of the noise: 255^2 P diag((std l_i)^2) P^T, P's columns the
-  # eigenvectors (rows instead would give another matrix: P is not symmetric).
-  want = 255.0**2 * eigenvectors @ np.diag((config.pca_std * eigenvalues) ** 2) @ eigenvectors.T
-  assert not np.allclose(want, 255.0**2 * eigenvectors.T @ np.diag(
-      (config.pca_std * eigenvalues) ** 2) @ eigenvectors, rtol=0.2)
-  np.testing.assert_allclose(np.cov(noise.T), want, rtol=0.15, atol=0.05 * np.abs(want).max())
+  # eigenvectors; not the matrix that taking its rows as the eigenvectors would give.
+  variances = np.diag((config.pca_std * eigenvalues) ** 2)
+  want = 255.0**2 * eigenvectors @ variances @ eigenvectors.T
+  rows_taken = 255.0**2 * eigenvectors.T @ variances @ eigenvectors
+  tolerance = dict(rtol=0.15, atol=0.05 * np.abs(want).max())
+  np.testing.assert_allclose(np.cov(noise.T), want, **tolerance)
+  assert not np.allclose(np.cov(noise.T), rows_taken, **tolerance)
   # Drawn once per image and presentation: the same seed gives the same noise, another not.
   noise_of = lambda seed: input_pipeline.lighting_noise(
       tf.constant(seed, tf.int64), std=config.pca_std, eigenvalues=eigenvalues,
@@ -261,7 +263,7 @@ def test_dataset_stats_command_and_the_mean_image(tmp_path):
   root = write_image_folder(str(tmp_path / 'data'), splits=('train',), size=(12, 10))
   output = str(tmp_path / 'stats.json')
   result = subprocess.run(
-      [sys.executable, '-m', 'alexnet_jax.dataset_stats', '--config=configs/default.py',
+      [sys.executable, '-m', 'alexnet_jax.write_image_stats', '--config=configs/default.py',
        '--config.dataset.name=image_folder', f'--config.dataset.data_dir={root}',
        '--config.dataset.image_size=8', f'--output={output}'], cwd=REPO, capture_output=True,
       text=True, timeout=120)

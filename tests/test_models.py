@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from alexnet_jax import convnet_layers, models, run_folder
+from alexnet_jax import blocks, convnet_layers, models, run_folder
 from configs import cuda_convnet, default, relu_vs_tanh
 from tests.helpers import SMALL_ALEXNET
 
@@ -84,7 +84,7 @@ def test_cifar_net_on_micro_batches_computes_the_same_numbers():
   config.model.conv_features = (8, 8, 16)
   config.model.lrn = True
   config.model.cpu_micro_batch = 4
-  config.model.ops = 'cpu'
+  config.model.ops = 'handwritten'
   micro = models.create_model(config.model, 10)
   assert micro.micro_batch == 4
   config.model.ops = 'xla'  # Its plain counterpart: no micro-batches, XLA's own gradients.
@@ -116,12 +116,12 @@ def lrn_numpy(a, k, n, alpha, beta):
 
 def test_lrn_matches_the_papers_formula():
   a = np.random.default_rng(0).normal(0, 30, (2, 3, 3, 16)).astype(np.float32)
-  got = models.local_response_norm(jnp.asarray(a), k=2.0, n=5, alpha=1e-4, beta=0.75)
+  got = blocks.local_response_norm(jnp.asarray(a), k=2.0, n=5, alpha=1e-4, beta=0.75)
   np.testing.assert_allclose(got, lrn_numpy(a, 2.0, 5, 1e-4, 0.75), rtol=1e-5)
   # Not torch's convention, which divides alpha by n: the two differ at this scale.
   assert not np.allclose(got, lrn_numpy(a, 2.0, 5, 1e-4 / 5, 0.75), rtol=1e-3)
   # Two towers normalise their own maps only.
-  got = models.local_response_norm(jnp.asarray(a), k=2.0, n=5, alpha=1e-4, beta=0.75,
+  got = blocks.local_response_norm(jnp.asarray(a), k=2.0, n=5, alpha=1e-4, beta=0.75,
                                    num_groups=2)
   want = np.concatenate([lrn_numpy(a[..., :8], 2.0, 5, 1e-4, 0.75),
                          lrn_numpy(a[..., 8:], 2.0, 5, 1e-4, 0.75)], axis=-1)
@@ -135,7 +135,7 @@ def grouped_reference(params, images, model):
       feature_group_count=groups) + p['bias']
   pool = lambda x: jax.lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
                                          'VALID')
-  norm = functools.partial(models.local_response_norm, k=2.0, n=5, alpha=1e-4, beta=0.75,
+  norm = functools.partial(blocks.local_response_norm, k=2.0, n=5, alpha=1e-4, beta=0.75,
                            num_groups=2)
   relu = jax.nn.relu
   x = pool(norm(relu(conv(images, params['conv1'], 4, 'VALID', 1))))
@@ -182,16 +182,25 @@ def test_paper_initialisation():
 
 def test_dropout_scales_kept_units_and_drops_at_the_rate():
   x = jnp.ones((64, 512))
-  y = models.dropout(x, 0.5, jax.random.PRNGKey(0), data_axis=None, model_axis=None)
+  y = blocks.dropout(x, 0.5, jax.random.PRNGKey(0), data_axis=None, model_axis=None)
   assert set(np.unique(np.asarray(y))) == {0.0, 2.0}
   assert abs(float(jnp.mean(y == 0)) - 0.5) < 0.02
 
 
-def test_tanh_switch_changes_the_function():
+def test_tanh_switch_makes_every_activation_tanh(monkeypatch):
+  """activation='tanh' computes the ReLU net with each ReLU replaced by tanh: equal to the ReLU
+  net built with tanh in ReLU's place, and unlike it built with a sigmoid (also saturating)."""
   images = jax.random.normal(jax.random.PRNGKey(1), (2, 67, 67, 3)) * 50
-  relu, tanh = _model(**SMALL), _model(**SMALL, activation='tanh')
-  params = _jit_init(relu)({'params': jax.random.PRNGKey(0)}, images)
-  assert not np.allclose(_jit_apply(relu)(params, images), _jit_apply(tanh)(params, images))
+  tanh = _model(**SMALL, activation='tanh')
+  params = _jit_init(tanh)({'params': jax.random.PRNGKey(0)}, images)
+  outputs = {'tanh': _jit_apply(tanh)(params, images)}
+  for name, function in (('relu', blocks.ACTIVATIONS['relu']), ('tanh in relu\'s place', jnp.tanh),
+                         ('sigmoid in relu\'s place', jax.nn.sigmoid)):
+    monkeypatch.setitem(blocks.ACTIVATIONS, 'relu', function)
+    outputs[name] = _jit_apply(_model(**SMALL))(params, images)
+  np.testing.assert_allclose(outputs['tanh'], outputs["tanh in relu's place"], rtol=1e-6)
+  assert not np.allclose(outputs['tanh'], outputs['relu'], rtol=1e-3)
+  assert not np.allclose(outputs['tanh'], outputs["sigmoid in relu's place"], rtol=1e-3)
 
 
 def maxpool_numpy(x, size=3, stride=2):

@@ -2,7 +2,6 @@
 
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from alexnet_jax import models, parallel, steps, train
+from alexnet_jax import blocks, compile_check, models, parallel, steps, train
 from configs import default
 from tests.helpers import SMALL_ALEXNET, assert_close, latest_params
 
@@ -113,7 +112,7 @@ def test_every_mesh_matches_the_single_device_network(make_config, meshes):
     mesh = parallel.create_mesh(num_data, num_model)
     state, specs = steps.create_train_state(config, base_model, (IMAGE, IMAGE, 3), mesh)
     model = models.create_model(config.model, 10, data_axis='data', model_axis='model')
-    assert model.ops is models.OPS['cpu']
+    assert model.ops is blocks.OPS['handwritten']
 
     def forward(p, b, key):
       loss, logits, grads = steps.loss_and_grads(p, b, key, model=model)
@@ -156,10 +155,10 @@ def test_each_device_holds_half_of_every_kernel():
   assert first.device != second.device
 
 
-def collectives(hlo_text):
-  """Counts of each collective op in compiled HLO text."""
-  ops = ('all-gather', 'all-reduce', 'reduce-scatter', 'collective-permute', 'all-to-all')
-  return {op: len(re.findall(rf'\s{op}(?:-start)?\(', hlo_text)) for op in ops}
+def collectives(hlo_text: str) -> dict[tuple[str, str, str], int]:
+  """(kind, mesh axis, layer) of each collective of compiled HLO text on the (1, 2) mesh: what
+  compile_check reports."""
+  return dict(compile_check.collectives(hlo_text, (1, 2)))
 
 
 def test_hlo_has_the_four_all_gathers_and_no_other_collective():
@@ -175,11 +174,13 @@ def test_hlo_has_the_four_all_gathers_and_no_other_collective():
     images = steps.global_batch(network_batch(batch_of(8)), mesh)['image']
     hlo = forward.lower(state.params, images).compile().as_text()
     # conv3, fc6, fc7 and fc8 read both towers; nothing else communicates in the forward pass.
-    assert collectives(hlo) == {'all-gather': 4, 'all-reduce': 0, 'reduce-scatter': 0,
-                                'collective-permute': 0, 'all-to-all': 0}
+    assert collectives(hlo) == {('all-gather', 'model', layer): 1
+                                for layer in ('conv3', 'fc6', 'fc7', 'fc8')}
     train_fn, _ = steps.make_steps(config, model, mesh, specs, steps_per_epoch=8)
     hlo = train_fn.lower(state, steps.global_batch(batch_of(8), mesh)).compile().as_text()
-  assert collectives(hlo)['all-gather'] == 4  # Their transposes are reduce-scatters.
+  gathers = {key: n for key, n in collectives(hlo).items() if key[0] == 'all-gather'}
+  assert gathers == {('all-gather', 'model', layer): 1  # Their transposes are reduce-scatters.
+                     for layer in ('conv3', 'fc6', 'fc7', 'fc8')}
 
 
 def _step_losses(workdir):

@@ -14,8 +14,8 @@ import jax
 import numpy as np
 import pytest
 
-from alexnet_jax import (checkpoints, models, paths, preemption, report, run_folder, train,
-                         validation)
+from alexnet_jax import (blocks, checkpoints, models, paths, preemption, report, run_folder,
+                         steps, train, validation)
 from alexnet_jax.errors import Interrupted, NonFiniteError, UserInputError
 from configs import cuda_convnet_cifar, default
 from tests.helpers import (REPO, latest_params, read_metrics, run_main, send_signal_after_step,
@@ -181,7 +181,7 @@ def test_the_checkpoints_name_their_experiment_when_config_json_is_lost(tmp_path
     ({'model.init_std_overrides': (('fc6', 0.03),)},  # An AlexNet layer; this is the CIFAR net.
      r"\('fc6', 0.03\); each pair must name one of \['conv1', 'conv2', 'conv3', 'fc4'\]"),
     ({'model.ops': 'gpu'},
-     r"config.model.ops='gpu' is not allowed; use one of \['auto', 'xla', 'cpu'\]"),
+     r"config.model.ops='gpu' is not allowed; use one of \['auto', 'xla', 'handwritten'\]"),
     ({'model.cpu_micro_batch': -8},
      r'config.model.cpu_micro_batch=-8 must be 0 \(whole batches\) or a positive integer'),
     ({'mesh.cpu_devices': 0},
@@ -217,7 +217,7 @@ GOOD_STATS = {'mean_rgb': [120.0, 115.0, 100.0], 'pca_eigenvalues': [0.2, 0.02, 
     ({'pca_eigenvalues': [0.2]},  # Trained silently, broadcast over R, G and B.
      r"pca_eigenvalues=\[0.2\] must be 3 finite numbers"),
     ({'pca_eigenvalues': [0.2, -0.1, 0.0]}, r'cannot be negative'),
-    ([1, 2, 3], r'cannot be read as the output of python -m alexnet_jax.dataset_stats \(a JSON '
+    ([1, 2, 3], r'cannot be read as the output of python -m alexnet_jax.write_image_stats \(a JSON '
      r'list, not an object\)'),
     ({'mean_rgb': None, 'drop': 'pca_eigenvalues'}, r'\(no pca_eigenvalues\)'),
 ])
@@ -237,8 +237,8 @@ def test_a_stats_file_of_other_shapes_or_kinds_is_refused_before_any_work(tmp_pa
 def _changed(key, value):
   """A legal value of config.model.`key` other than `value`."""
   choices = {'conv1_order': models.CONV1_ORDERS, 'conv1_padding': models.CONV1_PADDINGS,
-             'lrn_alpha_convention': models.LRN_ALPHA_CONVENTIONS,
-             'activation': models.ACTIVATIONS, 'ops': models.OPS_CHOICES,
+             'lrn_alpha_convention': blocks.LRN_ALPHA_CONVENTIONS,
+             'activation': blocks.ACTIVATIONS, 'ops': blocks.OPS_CHOICES,
              'num_towers': validation.NUM_TOWERS}
   if key in choices:
     return next(choice for choice in choices[key] if choice != value)
@@ -314,7 +314,7 @@ def test_a_mesh_axis_of_minus_one_is_named_as_set_and_as_resolved():
 
 
 def test_output_folders_are_made_or_refused_before_the_work(tmp_path):
-  """dataset_stats computed for a minute, then failed on a missing folder; report --plot into a
+  """write_image_stats computed for a minute, then failed on a missing folder; report --plot into a
   folder it could not write printed the tables, then a traceback."""
   assert paths.unwritable_folder(tmp_path / 'new' / 'plots') is None
   assert (tmp_path / 'new' / 'plots').is_dir() and not os.listdir(tmp_path / 'new' / 'plots')
@@ -339,14 +339,14 @@ def test_the_tower_rule_of_the_mesh_binds_only_a_net_with_towers():
   validation.validate_for_mesh(small_config(), 4, 2, process_count=1)
 
 
-@pytest.mark.parametrize('ops', ['cpu', 'xla'])
+@pytest.mark.parametrize('ops', ['handwritten', 'xla'])
 def test_a_crop_too_small_for_alexnet_is_named_with_either_op_set(ops):
   """With the CPU op set this died in cpu_ops._window_views with a TypeError."""
   config = default.get_config()
   config.model.ops = ops
   with pytest.raises(UserInputError, match=r'^config.dataset.crop_size=63 is too small for '
                      r'AlexNet: its pooling leaves no pixels'):
-    train.train_state_shapes(config, models.create_model(config.model, 10), (63, 63, 3))
+    steps.train_state_shapes(config, models.create_model(config.model, 10), (63, 63, 3))
 
 
 def test_resuming_on_data_of_another_size_or_other_classes_is_refused(tmp_path):

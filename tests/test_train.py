@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from alexnet_jax import input_pipeline, models, parallel, run_folder, steps, train, validation
-from tests.helpers import (REPO, latest_params, read_metrics, run_main, small_config,
+from tests.helpers import (latest_params, read_metrics, run_main, small_config,
                            write_image_folder)
 
 def test_training_lowers_the_loss_and_writes_the_run_folder(tmp_path):
@@ -26,14 +26,30 @@ def test_training_lowers_the_loss_and_writes_the_run_folder(tmp_path):
   with open(os.path.join(workdir, 'config.json')) as f:
     assert json.load(f)['model']['activation'] == 'relu'
   assert latest_params(workdir)[0] == 3 * 512 // 32
-  # Each epoch records the code it ran: this checkout's commit.
-  commit = run_folder.code_version()
-  assert commit == subprocess.run(['git', '-C', REPO, 'rev-parse', '--short=10', 'HEAD'],
-                                  capture_output=True, text=True).stdout.strip() + (
-      '+changes' if subprocess.run(['git', '-C', REPO, 'status', '--porcelain',
-                                    '--untracked-files=no'], capture_output=True,
-                                   text=True).stdout.strip() else '')
-  assert run_folder.commits(run_folder.read_run(workdir)) == [commit]
+  # Each epoch records the code it ran: this checkout's version.
+  assert run_folder.commits(run_folder.read_run(workdir)) == [run_folder.code_version()]
+
+
+def test_code_version_names_the_commit_and_says_when_the_code_differs(tmp_path):
+  repo = str(tmp_path / 'repo')
+  git = lambda *args: subprocess.run(['git', '-C', repo, '-c', 'user.name=t', '-c',
+                                      'user.email=t@t', *args], capture_output=True, text=True,
+                                     check=True).stdout
+  os.makedirs(repo)
+  git('init', '-q')
+  with open(os.path.join(repo, 'code.py'), 'w') as f:
+    f.write('x = 1\n')
+  git('add', 'code.py')
+  git('commit', '-q', '-m', 'first')
+  full_hash = git('log', '-1', '--format=%H').strip()
+  assert run_folder.code_version(repo) == full_hash[:10]
+  with open(os.path.join(repo, 'notes.txt'), 'w') as f:  # Untracked: not the code.
+    f.write('notes')
+  assert run_folder.code_version(repo) == full_hash[:10]
+  with open(os.path.join(repo, 'code.py'), 'w') as f:
+    f.write('x = 2\n')
+  assert run_folder.code_version(repo) == full_hash[:10] + '+changes'
+  assert run_folder.code_version(str(tmp_path)) == 'unknown'  # Not a git checkout.
 
 
 def test_resumed_run_continues_at_the_checkpoint_step(tmp_path):
