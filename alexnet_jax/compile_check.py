@@ -36,10 +36,10 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('TPU_WORKER_HOSTNAMES', 'localhost')  # Else libtpu warns it found none.
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '-1')  # A GPU here would not be the target.
 
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from alexnet_jax import errors  # pylint: disable=g-import-not-at-top,wrong-import-position
+from alexnet_jax.chips import CHIPS, GIB, Chip  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'configs/NAME.py[:VARIANT].',
                                           lock_config=True)
@@ -51,59 +51,6 @@ _NUM_CLASSES = flags.DEFINE_integer('num_classes', 0, 'Classes of the dataset; 0
 _MARKDOWN = flags.DEFINE_bool('markdown', False, 'Also print one table row per step.')
 _STEPS = flags.DEFINE_list('steps', ['train', 'eval'], 'Which steps to compile.')
 
-GIB = 2 ** 30
-
-
-@dataclasses.dataclass(frozen=True)
-class Chip:
-  """A TPU chip's figures, as Google's Cloud TPU documentation gives them (peak FLOP/s for
-  bfloat16 matmuls: float32 runs no faster, so the bound stays a lower bound)."""
-  name: str
-  hbm_bytes: int
-  peak_flops: float
-  hbm_bytes_per_s: float
-  source: str
-  chip_config: str = ''  # libtpu's chip_config_name: v4 and v5p chips are one 'megacore' device.
-  topology_prefix: str = ''  # libtpu's name of the generation.
-  accelerator_type: str = ''  # Cloud TPU's name of a slice, {n}: its chips (v4, v5p: its cores).
-  platform: str = 'tpu'
-  target_config: str = ''  # For 'cuda': XLA's TargetConfig of the GPU (a text proto).
-
-
-# XLA's description of an H100 SXM (xla/tools/hlo_opt/gpu_specs' fields), which the GPU compiler
-# reads instead of asking a device.
-H100_TARGET_CONFIG = """
-gpu_device_info {
-  threads_per_block_limit: 1024 threads_per_warp: 32 shared_memory_per_block: 49152
-  shared_memory_per_core: 233472 threads_per_core_limit: 2048 core_count: 132
-  fpus_per_core: 128 block_dim_limit_x: 2147483647 block_dim_limit_y: 65535
-  block_dim_limit_z: 65535 memory_bandwidth: 3352320000000 l2_cache_size: 52428800
-  clock_rate_ghz: 1.98 device_memory_size: 84929347584 shared_memory_per_block_optin: 232448
-  cuda_compute_capability { major: 9 } registers_per_core_limit: 65536
-  registers_per_block_limit: 65536
-}
-platform_name: "CUDA"
-dnn_version_info { major: 9 minor: 7 }
-runtime_version { major: 12 minor: 8 }
-device_description_str: "NVIDIA H100 80GB HBM3"
-"""
-
-
-CHIPS = {
-    'v4': Chip('TPU v4', 32 * GIB, 275e12, 1200e9, 'cloud.google.com/tpu/docs/v4',
-               'megacore', 'v4', 'v4-{cores}'),
-    'v5e': Chip('TPU v5e', 16 * GIB, 197e12, 819e9, 'cloud.google.com/tpu/docs/v5e',
-                'default', 'v5e', 'v5litepod-{chips}'),
-    'v5p': Chip('TPU v5p', 95 * 10 ** 9, 459e12, 2765e9, 'cloud.google.com/tpu/docs/v5p',
-                'megacore', 'v5', 'v5p-{cores}'),
-    'v6e': Chip('TPU v6e', 32 * 10 ** 9, 918e12, 1640e9, 'cloud.google.com/tpu/docs/v6e',
-                'default', 'v6e', 'v6e-{chips}'),
-    # Dense bfloat16 Tensor Core peak (the datasheet's 1,979 counts 2:4 sparsity); the memory
-    # is the TargetConfig's.
-    'h100': Chip('NVIDIA H100 SXM', 84929347584, 989e12, 3.35e12,
-                 'NVIDIA H100 Tensor Core GPU datasheet', platform='cuda',
-                 target_config=H100_TARGET_CONFIG),
-}
 COLLECTIVES = ('all-gather', 'all-reduce', 'reduce-scatter', 'all-to-all', 'collective-permute')
 
 
@@ -346,15 +293,8 @@ def compile_steps(config: Any, devices: Sequence[Any], num_classes: int,
   model = models.create_model(config.model, num_classes, data_axis=parallel.DATA_AXIS,
                               model_axis=parallel.MODEL_AXIS, backend=backend)
   train_fn, eval_fn = steps.make_steps(config, model, mesh, specs, steps_per_epoch=1000)
-  with_sharding = lambda tree, spec_tree: jax.tree.map(
-      lambda leaf, spec: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
-                                              sharding=jax.sharding.NamedSharding(mesh, spec)),
-      tree, spec_tree)
-  batch = lambda size, is_train: {
-      key: jax.ShapeDtypeStruct(shape, dtype, sharding=jax.sharding.NamedSharding(
-          mesh, parallel.BATCH_SPEC))
-      for key, (shape, dtype) in steps.batch_shapes(config.dataset, size, is_train).items()}
-  state = with_sharding(abstract, specs)
+  batch = lambda size, is_train: steps.abstract_batch(config.dataset, size, mesh, is_train)
+  state = steps.with_shardings(abstract, specs, mesh)
   reports = []
   for name, fn, args, size in (('train', train_fn, (state, batch(config.batch_size, True)),
                                 config.batch_size),

@@ -16,7 +16,8 @@ DEFAULT_ROOT = 'runs'
 # (the same functions). Every other key defines the experiment.
 RESUMABLE_KEYS = ('num_epochs', 'stop_at_train_error', 'log_every_steps',
                   'checkpoint_every_steps', 'checkpoint_every_minutes', 'eval_batch_size',
-                  'dataset.data_dir', 'model.ops', 'model.cpu_micro_batch', 'mesh.', 'distributed.')
+                  'dataset.data_dir', 'model.ops', 'model.cpu_micro_batch', 'mesh.', 'distributed.',
+                  'profile_steps')
 
 
 def is_resumable(key: str) -> bool:

@@ -143,6 +143,39 @@ def batch_shapes(config: ml_collections.ConfigDict, batch_size: int,
           'mask': ((batch_size,), np.dtype(np.float32))}
 
 
+def abstract_batch(dataset: ml_collections.ConfigDict, batch_size: int, mesh: jax.sharding.Mesh,
+                   train: bool) -> dict[str, jax.ShapeDtypeStruct]:
+  """A global batch's shapes, dtypes and shardings, as `global_batch` hands it to the steps:
+  for compiling them without data."""
+  sharding = NamedSharding(mesh, parallel.BATCH_SPEC)
+  return {key: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+          for key, (shape, dtype) in batch_shapes(dataset, batch_size, train).items()}
+
+
+def with_shardings(tree: Any, specs: Any, mesh: jax.sharding.Mesh) -> Any:
+  """`tree`'s shapes and dtypes laid out by the partition specs `specs` on `mesh`."""
+  return jax.tree.map(lambda leaf, spec: jax.ShapeDtypeStruct(
+      leaf.shape, leaf.dtype, sharding=NamedSharding(mesh, spec)), tree, specs)
+
+
+def flops_per_device(compiled: Any) -> float | None:
+  """The FLOPs of one run of a compiled step on one device (XLA's cost analysis counts one
+  device's share of a shard_mapped program); None where the compiler counts none."""
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  flops = (cost or {}).get('flops')
+  return float(flops) if flops and flops > 0 else None
+
+
+def train_step_flops(train_fn: Callable, state: TrainState, dataset: ml_collections.ConfigDict,
+                     batch_size: int, mesh: jax.sharding.Mesh) -> float | None:
+  """One train step's FLOPs on one device, from the compiled step's cost analysis (what
+  compile_check prints). The compile is the one the first step needs: JAX keeps it."""
+  with jax.set_mesh(mesh):
+    return flops_per_device(
+        train_fn.lower(state, abstract_batch(dataset, batch_size, mesh, True)).compile())
+
+
 def training_images(batch: dict[str, Any], scale: float = 1.0) -> Any:
   """A training batch's images as the network sees them (`input_pipeline.augment`): float32
   crops plus their shifts, times `scale` (`dataset.scale_after_lighting`), reflected where

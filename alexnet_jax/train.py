@@ -17,6 +17,7 @@ import tensorflow as tf
 from absl import logging
 
 from alexnet_jax import checkpoint_metrics
+from alexnet_jax import chips
 from alexnet_jax import checkpoints
 from alexnet_jax import input_pipeline
 from alexnet_jax import metrics_log
@@ -25,6 +26,7 @@ from alexnet_jax import optim
 from alexnet_jax import paths
 from alexnet_jax import parallel
 from alexnet_jax import preemption
+from alexnet_jax import profiling
 from alexnet_jax import run_folder
 from alexnet_jax import steps
 from alexnet_jax import validation
@@ -154,6 +156,9 @@ class RunContext:
   normalization: input_pipeline.Normalization
   eval_batches: tf.data.Dataset
   commit: str  # The code version (run_folder.code_version), kept with each epoch.
+  profiler: profiling.StepProfiler  # config.profile_steps.
+  step_flops: float | None  # A train step's FLOPs per device (XLA's count; None: not counted).
+  peak_flops: float | None  # The device's peak FLOP/s for the compute dtype, if chips knows it.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,7 +246,8 @@ def _finish_writing(run: RunContext) -> None:
   """Lets a checkpoint being written finish, whatever happened, then closes the writers. When
   the run is already stopping on an error, a failure here (the same full disk) adds nothing."""
   stopping = sys.exc_info()[0] is not None
-  for finish in (run.manager.wait_until_finished, run.manager.close, run.writer.close):
+  for finish in (run.profiler.stop, run.manager.wait_until_finished, run.manager.close,
+                 run.writer.close):
     try:
       finish()
     except Exception:  # pylint: disable=broad-except
@@ -290,6 +296,7 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str,
   model = models.create_model(config.model, source.num_classes, data_axis=parallel.DATA_AXIS,
                               model_axis=parallel.MODEL_AXIS)
   train_fn, eval_fn = steps.make_steps(config, model, mesh, specs, steps_per_epoch)
+  chip = chips.chip_of(jax.devices()[0].device_kind)
   normalization = input_pipeline.Normalization.from_config(config.dataset)
   eval_batches = input_pipeline.eval_batches(
       source, config.dataset, batch_size=config.eval_batch_size // process_count,
@@ -301,7 +308,11 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str,
       writer=metrics_log.MetricsWriter(workdir, process_index == 0, start_step=progress.step),
       triggers=triggers, cache=input_pipeline.training_cache(source, config.dataset),
       normalization=normalization, eval_batches=eval_batches,
-      commit=run_folder.code_version())
+      commit=run_folder.code_version(),
+      profiler=profiling.StepProfiler(workdir, config.profile_steps),
+      step_flops=steps.train_step_flops(train_fn, progress.state, config.dataset,
+                                        config.batch_size, mesh),
+      peak_flops=chips.peak_flops(chip, config.compute_dtype) if chip else None)
   logging.info('Code version %s.', run.commit)
   return run, progress
 
@@ -383,12 +394,27 @@ def _log_training(run: RunContext, progress: Progress, learning_rate: jax.Array,
       'learning_rate': float(learning_rate),
       'images_per_sec': steps_per_sec * config.batch_size,
   }
+  if run.step_flops:  # The model's FLOP rate, and its share of the chip's peak (MFU).
+    metrics['model_flops_per_sec_per_device'] = run.step_flops * steps_per_sec
+    if run.peak_flops:
+      metrics['mfu'] = metrics['model_flops_per_sec_per_device'] / run.peak_flops
   run.writer.write(step, metrics)
   logging.info('step %d/%d epoch %.2f: loss %.4f, training error %.4f (this epoch), lr %.2g, '
-               '%.0f images/s, ETA %.1f min', step, run.total_steps, metrics['epoch'],
+               '%.0f images/s%s, ETA %.1f min', step, run.total_steps, metrics['epoch'],
                metrics['train_loss'], metrics['train_error'], metrics['learning_rate'],
-               metrics['images_per_sec'], (run.total_steps - step) / steps_per_sec / 60)
+               metrics['images_per_sec'], _flop_rate_text(metrics),
+               (run.total_steps - step) / steps_per_sec / 60)
   return metrics
+
+
+def _flop_rate_text(metrics: dict[str, Any]) -> str:
+  """', 12.3 model GFLOP/s per device (MFU 45.6%)' for the log line; '' when not counted."""
+  rate = metrics.get('model_flops_per_sec_per_device')
+  if rate is None:
+    return ''
+  scale, unit = (1e12, 'TFLOP/s') if rate >= 1e12 else (1e9, 'GFLOP/s')
+  mfu = f' (MFU {metrics["mfu"]:.1%})' if 'mfu' in metrics else ''
+  return f', {rate / scale:.1f} model {unit} per device{mfu}'
 
 
 def _train_epoch(run: RunContext, progress: Progress) -> Progress:
@@ -411,8 +437,10 @@ def _train_epoch(run: RunContext, progress: Progress) -> Progress:
   position = progress.input_position
   for batch in batches:
     position = int(batch.pop(input_pipeline.POSITION))
-    state, metrics = run.train_fn(state, steps.global_batch(batch, run.mesh))
+    with run.profiler.step(step + 1):
+      state, metrics = run.train_fn(state, steps.global_batch(batch, run.mesh))
     step += 1
+    run.profiler.after_step(step, (state, metrics))
     unchecked.append((step, metrics))
     end_of_epoch = step % steps_per_epoch == 0
     if step % config.log_every_steps == 0 or end_of_epoch:

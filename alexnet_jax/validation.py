@@ -104,6 +104,10 @@ def validate_config(config: ml_collections.ConfigDict,
          f'config.learning_rate={config.learning_rate!r} must be positive.')
   _check(config.lr_warmup_epochs >= 0,
          f'config.lr_warmup_epochs={config.lr_warmup_epochs!r} must be 0 (no warm-up) or more.')
+  steps = tuple(config.profile_steps)
+  _check(steps == () or (len(steps) == 2 and all(isinstance(n, int) for n in steps)
+                         and 1 <= steps[0] <= steps[1]),
+         f'config.profile_steps={steps!r} must be () or (first, last) steps, 1 <= first <= last.')
   _check(config.dataset.crop_size <= config.dataset.image_size,
          f'config.dataset.crop_size={config.dataset.crop_size} is larger than '
          f'config.dataset.image_size={config.dataset.image_size}.')

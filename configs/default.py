@@ -167,6 +167,9 @@ def get_config(variant: str = 'imagenet') -> ml_collections.ConfigDict:
   config.checkpoint_every_minutes = 30.0  # and when this much time has passed (0: never),
   # and on SIGTERM or SIGINT, after which the run stops (a second signal stops it at once).
   config.eval_batch_size = 128
+  # (first, last): a jax.profiler trace of those training steps (1-based) into WORKDIR/profile,
+  # for TensorBoard's profile plugin or XProf; () traces none.
+  config.profile_steps = ()
 
   # Devices: 'data' replicas x 'model' shards (towers); -1 takes all remaining devices.
   config.mesh = ml_collections.ConfigDict()

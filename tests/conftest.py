@@ -12,7 +12,11 @@ os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 # With libtpu installed (requirements-tpu.txt) every JAX process would look for a TPU and hold
 # libtpu's lock file, so that concurrent test processes fail: the tests run on the CPU.
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
-os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='alexnet_jax_tests_'))
+# One cache for both xdist workers of a run (they compile the same networks), new for each run.
+_run_id = os.environ.get('PYTEST_XDIST_TESTRUNUID')
+_cache_dir = (os.path.join(tempfile.gettempdir(), f'alexnet_jax_tests_{_run_id}') if _run_id
+              else tempfile.mkdtemp(prefix='alexnet_jax_tests_'))
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', _cache_dir)
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -110,3 +110,13 @@ def tensorboard_scalars(folder: str, tag: str) -> list[tuple[int, float]]:
   loader = event_accumulator.EventAccumulator(folder, size_guidance={event_accumulator.SCALARS: 0})
   loader.Reload()
   return [(event.step, event.value) for event in loader.Scalars(tag)]
+
+
+def cifar_net_forward_flops(config, num_classes: int = 10) -> float:
+  """The Figure-1 net's forward multiply-adds x 2 per image, counted by hand from its config: each
+  convolution keeps the map's size (SAME), each pooling halves it (cuda-convnet's, padded)."""
+  size, channels, flops = config.dataset.crop_size, 3, 0
+  for features in config.model.conv_features:
+    flops += 2 * config.model.kernel_size ** 2 * channels * features * size * size
+    channels, size = features, -(-size // 2)
+  return flops + 2 * size * size * channels * num_classes

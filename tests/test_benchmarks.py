@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from configs import relu_vs_tanh
-from tests.helpers import REPO, slow
+from tests.helpers import REPO, cifar_net_forward_flops, slow
 
 BENCHMARKS = os.path.join(REPO, 'benchmarks')
 
@@ -41,17 +41,6 @@ def test_mesh_step_time_runs_the_real_step_on_each_mesh():
   assert all(row[-1] > 0 for row in _rows(out))
 
 
-def _figure1_net_forward_flops() -> float:
-  """The Figure-1 net's forward multiply-adds x 2 per image, counted by hand from its config: each
-  5x5 convolution keeps the map's size (SAME), each pooling halves it (cuda-convnet's, padded)."""
-  config = relu_vs_tanh.get_config('figure1_net')
-  size, channels, flops = config.dataset.crop_size, 3, 0
-  for features in config.model.conv_features:
-    flops += 2 * config.model.kernel_size ** 2 * channels * features * size * size
-    channels, size = features, -(-size // 2)
-  return flops + 2 * size * size * channels * 10  # The classifier, 10 classes.
-
-
 @pytest.mark.parametrize('frameworks', ['jax', 'pytorch'])
 def test_train_step_times_each_framework(frameworks):
   """Each framework's images/s is a step time the run could have measured (within its wall
@@ -69,7 +58,8 @@ def test_train_step_times_each_framework(frameworks):
   images_per_s = float(cells[column].split()[0])
   assert 2 / wall_seconds < images_per_s < float('inf')  # Batch 2: one step took < the run.
   flops_per_image = float(cells[column + 3]) * 1e9 / images_per_s
-  assert 2.0 < flops_per_image / _figure1_net_forward_flops() < 4.0
+  forward = cifar_net_forward_flops(relu_vs_tanh.get_config('figure1_net'))
+  assert 2.0 < flops_per_image / forward < 4.0
 
 
 def _image_folder(root, classes, per_class):

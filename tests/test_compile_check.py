@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from alexnet_jax import compile_check
+from alexnet_jax import chips, compile_check
 from tests.helpers import REPO, slow
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec('libtpu') is None,
@@ -115,7 +115,7 @@ def test_topologies_and_collective_groups_are_parsed():
 def test_a_count_the_compiler_does_not_give_reads_n_a_never_0():
   step = compile_check.StepReport('train', 1.0, 2 * 2**30, 2**30, 2**30, 2**29, None, None,
                                   collections.Counter(), 128)
-  chip = compile_check.CHIPS['h100']
+  chip = chips.CHIPS['h100']
   text = compile_check.describe(step, chip)
   assert '  work: n/a GFLOP, n/a GB accessed' in text
   assert 'bound: none (this compiler gives no FLOP or byte counts)' in text

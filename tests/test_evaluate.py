@@ -29,7 +29,7 @@ def _saved_config(workdir):
 
 
 def test_a_checkpoint_evaluated_again_gives_the_errors_the_run_logged(trained_run):
-  logged = run_folder.read_run(trained_run).latest
+  logged = run_folder.read_run(trained_run).latest.metrics
   step, metrics = evaluate.evaluate_run(_saved_config(trained_run), trained_run, 'latest')
   assert step == 4  # 128 images, batch 32.
   assert metrics['eval_examples'] == 100  # Every example once: 6 batches of 16, the last padded.

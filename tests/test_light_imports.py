@@ -8,13 +8,12 @@ import textwrap
 
 from tests.helpers import REPO
 
-# A two-tower AlexNet with few kernels on 67x67 crops: builds and compiles in seconds.
-SMALL_ALEXNET = '''
-from configs import default
-config = default.get_config()
+# The Figure-1 net, small, on 24x24 crops: builds and compiles in seconds.
+SMALL_NET = '''
+from configs import relu_vs_tanh
+config = relu_vs_tanh.get_config('figure1_net')
 config.dataset.name = 'synthetic'
-config.dataset.image_size, config.dataset.crop_size = 72, 67
-config.model.conv_features, config.model.fc_features = (8, 16, 16, 16, 8), (16, 16)
+config.model.conv_features = (8, 8, 16)
 config.batch_size = config.eval_batch_size = 4
 '''
 
@@ -35,7 +34,7 @@ def test_the_step_module_imports_no_tensorflow():
 
 
 def test_compile_check_diagnose_and_the_benchmark_build_a_step_without_tensorflow():
-  out = _run(SMALL_ALEXNET + '''
+  out = _run(SMALL_NET + '''
 import sys
 import jax
 import numpy as np
@@ -47,9 +46,10 @@ reports, mesh_shape = compile_check.compile_steps(config, jax.devices()[:1], 10,
 _, flops = benchmark_steps.jax_train_step(config, 10, (1, 1))  # Compiled: its cost is read.
 model = models.create_model(config.model, 10)
 # Shapes only (compiling the random init takes long): diagnose's measures need not be finite here.
+size = config.dataset.crop_size
 params = jax.tree.map(lambda leaf: np.ones(leaf.shape, leaf.dtype), jax.eval_shape(
-    lambda: models.init_params(model, (67, 67, 3), jax.random.key(0))))
-images = np.zeros((2, 67, 67, 3), np.float32)
+    lambda: models.init_params(model, (size, size, 3), jax.random.key(0))))
+images = np.zeros((2, size, size, 3), np.float32)
 ratios = diagnose.gradient_ratios(model, params, images, np.array([1, 2]), jax.random.key(1))
 print(sorted(r.name for r in reports), mesh_shape, flops > 0, sorted(ratios)[0])
 print('tensorflow' in sys.modules)

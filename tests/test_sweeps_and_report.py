@@ -131,15 +131,15 @@ def test_local_sweep_runs_resumes_and_skips(tmp_path, capsys):
 
   # Each run's record is written as it finishes (records/sweep: the root's own name, so that
   # the report names the runs alike from either).
-  records = tmp_path / 'records' / 'sweep'
-  assert local.main([f'--config={config}', f'--root={root}', f'--record={records}']) == 0
+  record_root = tmp_path / 'records' / 'sweep'
+  assert local.main([f'--config={config}', f'--root={root}', f'--record={record_root}']) == 0
   capsys.readouterr()
   log = open(os.path.join(first.workdir, 'log.txt')).read()
   assert f'Resumed from the checkpoint at step {stopped_at}' in log
   for run in (first, second):
     assert run_folder.read_run(run.workdir).finished
     assert run_folder.read_run(run.workdir).latest_step == 100
-    assert sorted(os.listdir(records / run.name)) == ['conv1_kernels.npz', 'record.json']
+    assert sorted(os.listdir(record_root / run.name)) == ['conv1_kernels.npz', 'record.json']
   modified = [os.path.getmtime(os.path.join(r.workdir, 'metrics.jsonl')) for r in (first, second)]
   assert local.main([f'--config={config}', f'--root={root}']) == 0
   said = capsys.readouterr().out
@@ -150,7 +150,7 @@ def test_local_sweep_runs_resumes_and_skips(tmp_path, capsys):
   # Asked for more epochs, a run finished (and recorded) under fewer is not finished: every
   # launcher hands it to main, which continues it.
   longer = ['--', '--config.num_epochs=2']
-  assert local.main([f'--config={config}', f'--root={root}', f'--record={records}',
+  assert local.main([f'--config={config}', f'--root={root}', f'--record={record_root}',
                      '--dry_run', *longer]) == 0
   said = capsys.readouterr().out
   assert 'seed=0: resumes at step 100 (num_epochs 1 -> 2)' in said and 'finished' not in said
@@ -159,7 +159,7 @@ def test_local_sweep_runs_resumes_and_skips(tmp_path, capsys):
   # The records give the report's tables and plots to the byte, and the same kernels.
   outputs = {}
   for table in ('runs', 'claims'):
-    outputs[table] = report_output(records, table, tmp_path / 'plots_of_records')
+    outputs[table] = report_output(record_root, table, tmp_path / 'plots_of_records')
     assert outputs[table] == report_output(root, table, tmp_path / 'plots_of_folders')
   # Each table is one CSV with its own header: one row per run, one per claim.
   assert [row['run'] for row in csv.DictReader(io.StringIO(outputs['runs']))] == \
@@ -171,10 +171,10 @@ def test_local_sweep_runs_resumes_and_skips(tmp_path, capsys):
         (tmp_path / 'plots_of_folders' / name).read_bytes(), name
   for kernel_of in (records.conv1_kernel, records.initial_conv1_kernel):
     np.testing.assert_array_equal(kernel_of(run_folder.read_run(second.workdir)),
-                                  kernel_of(run_folder.read_run(str(records / 'seed=1'))))
+                                  kernel_of(run_folder.read_run(str(record_root / 'seed=1'))))
   # A recorded run is skipped even where its folder is gone (a new machine).
   moved = shutil.move(first.workdir, tmp_path / 'first_run')
-  assert local.main([f'--config={config}', f'--root={root}', f'--record={records}']) == 0
+  assert local.main([f'--config={config}', f'--root={root}', f'--record={record_root}']) == 0
   said = capsys.readouterr().out
   assert 'seed=0: recorded' in said and 'started' not in said
   assert not os.path.exists(first.workdir)

@@ -1,5 +1,6 @@
 """The real training loop on small synthetic and image-folder data."""
 
+import glob
 import json
 import os
 import subprocess
@@ -10,12 +11,15 @@ import numpy as np
 import pytest
 
 from alexnet_jax import input_pipeline, models, parallel, run_folder, steps, train, validation
-from tests.helpers import (latest_params, read_metrics, run_main, small_config,
-                           write_image_folder)
+from tests.helpers import (cifar_net_forward_flops, latest_params, read_metrics, run_main,
+                           small_config, write_image_folder)
 
-def test_training_lowers_the_loss_and_writes_the_run_folder(tmp_path):
+
+def test_training_lowers_the_loss_and_writes_the_run_folder(tmp_path, caplog):
   workdir = str(tmp_path / 'run')
-  final = train.train_and_evaluate(small_config(num_epochs=3), workdir)
+  config = small_config(num_epochs=3, profile_steps=(2, 3))
+  with caplog.at_level('INFO'):
+    final = train.train_and_evaluate(config, workdir)
   records = read_metrics(workdir)
   train_losses = [r['train_loss'] for r in records if 'train_loss' in r]
   assert train_losses[-1] < 0.5 * train_losses[0]
@@ -28,6 +32,19 @@ def test_training_lowers_the_loss_and_writes_the_run_folder(tmp_path):
   assert latest_params(workdir)[0] == 3 * 512 // 32
   # Each epoch records the code it ran: this checkout's version.
   assert run_folder.commits(run_folder.read_run(workdir)) == [run_folder.code_version()]
+  # The model FLOP rate is a training step's: 2-4x the forward pass counted by hand, per image;
+  # no MFU on a CPU.
+  for record in (r for r in records if 'train_loss' in r):
+    flops_per_image = record['model_flops_per_sec_per_device'] / record['images_per_sec']
+    assert 2.0 < flops_per_image / cifar_net_forward_flops(config) < 4.0
+    assert 'mfu' not in record
+  assert 'model GFLOP/s per device, ETA' in caplog.text
+  # profile_steps=(2, 3): one trace, whose steps are annotated.
+  traces = glob.glob(os.path.join(workdir, 'profile', 'plugins', 'profile', '*', '*.xplane.pb'))
+  assert len(traces) == 1
+  with open(traces[0], 'rb') as f:
+    trace = f.read()
+  assert b'step_num' in trace and b'train' in trace
 
 
 def test_code_version_names_the_commit_and_says_when_the_code_differs(tmp_path):
