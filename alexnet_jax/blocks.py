@@ -19,6 +19,7 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {'relu': nn.relu, 'ta
 # maps (the 2012 code, and torch's LocalResponseNorm).
 LRN_ALPHA_CONVENTIONS = ('paper', 'cuda_convnet')
 
+
 def lrn_alpha(alpha: float, n: int, convention: str) -> float:
   """The factor of the plain sum of squares in `local_response_norm` for `convention`."""
   return {'paper': alpha, 'cuda_convnet': alpha / n}[convention]

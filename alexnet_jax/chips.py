@@ -47,13 +47,16 @@ device_description_str: "NVIDIA H100 80GB HBM3"
 
 CHIPS = {
     'v4': Chip('TPU v4', 32 * GIB, 275e12, 1200e9, 'cloud.google.com/tpu/docs/v4', ('TPU v4',),
-               'megacore', 'v4', 'v4-{cores}'),
+               chip_config='megacore', topology_prefix='v4', accelerator_type='v4-{cores}'),
     'v5e': Chip('TPU v5e', 16 * GIB, 197e12, 819e9, 'cloud.google.com/tpu/docs/v5e',
-                ('TPU v5 lite', 'TPU v5e'), 'default', 'v5e', 'v5litepod-{chips}'),
+                ('TPU v5 lite', 'TPU v5e'),
+                chip_config='default', topology_prefix='v5e', accelerator_type='v5litepod-{chips}'),
     'v5p': Chip('TPU v5p', 95 * 10 ** 9, 459e12, 2765e9, 'cloud.google.com/tpu/docs/v5p',
-                ('TPU v5', 'TPU v5p'), 'megacore', 'v5', 'v5p-{cores}'),
+                ('TPU v5', 'TPU v5p'),
+                chip_config='megacore', topology_prefix='v5', accelerator_type='v5p-{cores}'),
     'v6e': Chip('TPU v6e', 32 * 10 ** 9, 918e12, 1640e9, 'cloud.google.com/tpu/docs/v6e',
-                ('TPU v6 lite', 'TPU v6e'), 'default', 'v6e', 'v6e-{chips}'),
+                ('TPU v6 lite', 'TPU v6e'),
+                chip_config='default', topology_prefix='v6e', accelerator_type='v6e-{chips}'),
     # Dense bfloat16 Tensor Core peak (the datasheet's 1,979 counts 2:4 sparsity); the memory
     # is the TargetConfig's.
     'h100': Chip('NVIDIA H100 SXM', 84929347584, 989e12, 3.35e12,
