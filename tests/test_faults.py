@@ -42,14 +42,17 @@ def test_a_second_process_on_a_busy_workdir_is_refused_and_a_killed_owner_frees_
           '--config.log_every_steps=1']
   owner = run_main(*args, wait=False)
   deadline = time.time() + 240
-  while not (workdir / 'metrics.jsonl').exists() or not read_metrics(str(workdir)):
+  while not checkpoint_metrics.committed_steps(workdir):  # Trained, and checkpointed once.
     assert time.time() < deadline and owner.poll() is None
     time.sleep(0.1)
+  # Held where it is (it keeps its lock), so that it cannot finish before the second process
+  # starts: with a warm compilation cache it once did, in CI.
+  owner.send_signal(signal.SIGSTOP)
   second = run_main(*args)
   assert second.returncode == 2
   line = _one_error_line(second)
   assert f'is in use by process {owner.pid} on ' in line
-  assert owner.poll() is None  # The owner trains on, untouched.
+  assert owner.poll() is None  # The owner is untouched.
   owner.send_signal(signal.SIGKILL)
   owner.wait()
   # A killed owner leaves no lock behind: the same command resumes, each step logged once.
