@@ -57,45 +57,48 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
 
 
 def train_state_shapes(config: ml_collections.ConfigDict, model: Any,
-                       image_shape: tuple[int, ...]) -> tuple[Callable[[], TrainState],
+                       image_shape: tuple[int, ...]) -> tuple[Callable[..., TrainState],
                                                               TrainState, TrainState]:
-  """A fresh state's initializer, its shapes and dtypes (nothing computed), and its partition
-  specs.
+  """A fresh state's initializer `init(params_key, dropout_key)` (`models.seed_keys`), its
+  shapes and dtypes (nothing computed), and its partition specs.
 
-  The parameters are initialised whole (the single-device network), so that every mesh shape
-  starts from the same numbers.
+  The keys are arguments, not constants of the program, so that one compiled initializer serves
+  every seed.
   """
   tx = create_optimizer(config)
-  params_key, dropout_key = models.seed_keys(config.seed)
 
-  def init():
+  def init(params_key: jax.Array, dropout_key: jax.Array) -> TrainState:
     params = models.init_params(model, image_shape, params_key)
     return TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params),
                       rng=dropout_key, epoch_sums=jnp.zeros(3, jnp.float32),
                       lr_cuts=jnp.int32(0), best_eval_error=jnp.float32(np.inf),
                       evals_without_improvement=jnp.int32(0))
 
+  keys = jax.eval_shape(models.seed_keys, config.seed)
   # The crop is checked with XLA's op set, whichever the run uses: the CPU op set's pooling
   # fails on a window larger than its input before any shape can be read.
   probe = model.clone(ops=blocks.OPS['xla'])
-  probe_params = jax.eval_shape(lambda: models.init_params(probe, image_shape, params_key))
+  probe_params = jax.eval_shape(lambda key: models.init_params(probe, image_shape, key), keys[0])
   empty = [jax.tree_util.keystr(path) for path, leaf in
            jax.tree_util.tree_leaves_with_path(probe_params) if leaf.size == 0]
   if empty:
     raise UserInputError(f'config.dataset.crop_size={image_shape[0]} is too small for '
                          f'{type(model).__name__}: its pooling leaves no pixels ({empty[0]} is '
                          'empty).')
-  abstract = jax.eval_shape(init)
+  abstract = jax.eval_shape(init, *keys)
   return init, abstract, state_specs(abstract, model.replicated_layers(), tx)
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: Any, image_shape: tuple[int, ...],
                        mesh: jax.sharding.Mesh) -> tuple[TrainState, TrainState]:
-  """A fresh state laid out on `mesh` (computed whole, then placed shard by shard), and its
-  partition specs."""
+  """A fresh state laid out on `mesh`, and its partition specs.
+
+  The state is computed whole on one device, then placed shard by shard: every mesh shape
+  starts from the same numbers, and one compiled initializer serves every mesh and seed.
+  """
   init, _, specs = train_state_shapes(config, model, image_shape)
-  state = jax.jit(init, out_shardings=parallel.shardings(mesh, specs))()
-  return state, specs
+  whole = jax.device_get(jax.jit(init)(*models.seed_keys(config.seed)))
+  return jax.device_put(whole, parallel.shardings(mesh, specs)), specs
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:

@@ -273,9 +273,9 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str,
   validation.validate_for_mesh(config, num_data, num_model, process_count)
   steps_per_epoch = _steps_per_epoch(config, source, process_count)
   total_steps = config.num_epochs * steps_per_epoch
-  logging.info('Mesh %s over %d devices (%d processes); %d classes, %d training and %d '
-               'evaluation examples; %d steps per epoch.', dict(mesh.shape), jax.device_count(),
-               process_count, source.num_classes, source.train.num_global,
+  logging.info('Mesh %s over %d of %d devices (%d processes); %d classes, %d training and %d '
+               'evaluation examples; %d steps per epoch.', dict(mesh.shape), mesh.devices.size,
+               jax.device_count(), process_count, source.num_classes, source.train.num_global,
                source.eval.num_global, steps_per_epoch)
 
   image_shape = (config.dataset.crop_size, config.dataset.crop_size, 3)

@@ -37,8 +37,7 @@ def _one_error_line(result):
 
 def test_a_second_process_on_a_busy_workdir_is_refused_and_a_killed_owner_frees_it(tmp_path):
   workdir = tmp_path / 'two'
-  args = [f'--workdir={workdir}', *SYNTHETIC, '--config.dataset.synthetic_train_examples=2048',
-          '--config.num_epochs=2', '--config.checkpoint_every_steps=2',
+  args = [f'--workdir={workdir}', *SYNTHETIC, '--config.num_epochs=2', '--config.checkpoint_every_steps=2',
           '--config.log_every_steps=1']
   owner = run_main(*args, wait=False)
   deadline = time.time() + 240
@@ -60,7 +59,7 @@ def test_a_second_process_on_a_busy_workdir_is_refused_and_a_killed_owner_frees_
   assert resumed.returncode == 0, resumed.stderr[-2000:]
   assert 'Resumed from the checkpoint at step' in resumed.stderr
   steps = [r['step'] for r in read_metrics(str(workdir)) if 'train_loss' in r]
-  assert steps == list(range(1, 2 * 64 + 1))
+  assert steps == list(range(1, 2 * 256 // 32 + 1))
 
 
 def test_resuming_another_experiment_is_refused_before_anything_is_written(tmp_path):

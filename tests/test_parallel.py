@@ -13,7 +13,7 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from alexnet_jax import blocks, compile_check, models, parallel, steps, train
+from alexnet_jax import blocks, compile_check, models, naming, parallel, steps, train
 from configs import default
 from tests.helpers import SMALL_ALEXNET, assert_close, latest_params
 
@@ -226,41 +226,44 @@ def test_cpu_device_count():
   assert jax.device_count() == 8
 
 
-TINY_RUN_FLAGS = [
-    '--config=configs/default.py', '--config.dataset.name=synthetic',
-    f'--config.dataset.image_size={IMAGE}', f'--config.dataset.crop_size={IMAGE}',
-    '--config.dataset.synthetic_train_examples=24', '--config.dataset.synthetic_eval_examples=10',
-    '--config.batch_size=8', '--config.eval_batch_size=8', '--config.num_epochs=1',
-    '--config.model.conv_features=(16,32,48,48,32)', '--config.model.fc_features=(64,64)',
-    '--config.lr_schedule=piecewise', '--config.mesh.data=2', '--config.mesh.model=2',
-]
+# The two-process test's run: the small AlexNet on a (2, 2) mesh, 3 steps.
+TINY_RUN = {'dataset.name': 'synthetic', 'dataset.image_size': IMAGE, 'dataset.crop_size': IMAGE,
+            'dataset.synthetic_train_examples': 24, 'dataset.synthetic_eval_examples': 10,
+            'batch_size': 8, 'eval_batch_size': 8, 'num_epochs': 1,
+            'model.conv_features': SMALL_ALEXNET['conv_features'],
+            'model.fc_features': SMALL_ALEXNET['fc_features'], 'lr_schedule': 'piecewise',
+            'mesh.data': 2, 'mesh.model': 2}
 
 
-def _run_main(workdir, num_devices, extra_flags=(), wait=True):
+def _start_main(workdir, num_devices, extra_flags=()):
+  """`main` on TINY_RUN in a process of its own with `num_devices` CPU devices."""
   env = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={num_devices}'}
-  process = subprocess.Popen(
-      [sys.executable, '-m', 'alexnet_jax.main', f'--workdir={workdir}', *TINY_RUN_FLAGS,
-       *extra_flags], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-      text=True)
-  return process.communicate(timeout=300)[0] if wait else process
+  flags = [f'--config.{key}={naming.flag_value(value)}' for key, value in TINY_RUN.items()]
+  return subprocess.Popen(
+      [sys.executable, '-m', 'alexnet_jax.main', f'--workdir={workdir}',
+       '--config=configs/default.py', *flags, *extra_flags], cwd=REPO, env=env,
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def test_two_processes_match_one_process(tmp_path):
-  """Two processes of 2 CPU devices each (gloo), a (2, 2) mesh across them, 3 steps."""
+def test_two_processes_match_one_process(tmp_path, caplog):
+  """Two processes of 2 CPU devices each (gloo), a (2, 2) mesh across them, 3 steps; the same run
+  in this process (its first 4 devices) is the reference."""
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
     port = s.getsockname()[1]
   processes = [
-      _run_main(tmp_path / 'two', 2, [f'--config.distributed.coordinator_address=127.0.0.1:{port}',
-                                      '--config.distributed.num_processes=2',
-                                      f'--config.distributed.process_id={i}'], wait=False)
+      _start_main(tmp_path / 'two', 2, [f'--config.distributed.coordinator_address=127.0.0.1:{port}',
+                                        '--config.distributed.num_processes=2',
+                                        f'--config.distributed.process_id={i}'])
       for i in (0, 1)]
-  reference = _run_main(tmp_path / 'one', 4, wait=False)  # Alongside: it shares nothing.
+  config = default.get_config()
+  config.update_from_flattened_dict(TINY_RUN)
+  with caplog.at_level('INFO'):
+    train.train_and_evaluate(config, str(tmp_path / 'one'))
+  assert "Mesh {'data': 2, 'model': 2} over 4 of 8 devices (1 processes)" in caplog.text
   logs = [p.communicate(timeout=300)[0] for p in processes]
   assert [p.returncode for p in processes] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
-  assert "Mesh {'data': 2, 'model': 2} over 4 devices (2 processes)" in logs[0]
-  one_log = reference.communicate(timeout=300)[0]
-  assert "Mesh {'data': 2, 'model': 2} over 4 devices (1 processes)" in one_log, one_log[-3000:]
+  assert "Mesh {'data': 2, 'model': 2} over 4 of 4 devices (2 processes)" in logs[0]
   (step_two, two), (step_one, one) = (latest_params(tmp_path / 'two'),
                                       latest_params(tmp_path / 'one'))
   assert step_two == step_one == 3

@@ -92,7 +92,7 @@ from configs import relu_vs_tanh
 def get_config():
   config = relu_vs_tanh.get_config('figure1_net')
   config.dataset.name = 'synthetic'
-  config.dataset.synthetic_train_examples = 1600
+  config.dataset.synthetic_train_examples = 640
   config.dataset.synthetic_eval_examples = 50
   config.model.conv_features = (8, 8, 16)
   config.batch_size = 16
@@ -125,7 +125,7 @@ def test_local_sweep_runs_resumes_and_skips(tmp_path, capsys):
   process.communicate(timeout=120)
   assert process.returncode == 128 + signal.SIGTERM
   stopped_at = run_folder.read_run(first.workdir).latest_step
-  assert 0 < stopped_at < 100
+  assert 0 < stopped_at < 40
   assert sweep.status(first) == f'resumes at step {stopped_at}'
   assert sweep.status(second) == 'new'
 
@@ -138,7 +138,7 @@ def test_local_sweep_runs_resumes_and_skips(tmp_path, capsys):
   assert f'Resumed from the checkpoint at step {stopped_at}' in log
   for run in (first, second):
     assert run_folder.read_run(run.workdir).finished
-    assert run_folder.read_run(run.workdir).latest_step == 100
+    assert run_folder.read_run(run.workdir).latest_step == 40
     assert sorted(os.listdir(record_root / run.name)) == ['conv1_kernels.npz', 'record.json']
   modified = [os.path.getmtime(os.path.join(r.workdir, 'metrics.jsonl')) for r in (first, second)]
   assert local.main([f'--config={config}', f'--root={root}']) == 0
@@ -153,7 +153,7 @@ def test_local_sweep_runs_resumes_and_skips(tmp_path, capsys):
   assert local.main([f'--config={config}', f'--root={root}', f'--record={record_root}',
                      '--dry_run', *longer]) == 0
   said = capsys.readouterr().out
-  assert 'seed=0: resumes at step 100 (num_epochs 1 -> 2)' in said and 'finished' not in said
+  assert 'seed=0: resumes at step 40 (num_epochs 1 -> 2)' in said and 'finished' not in said
   assert slurm.main([f'--config={config}', f'--root={root}', '--dry_run', *longer]) == 0
   assert '#SBATCH --array=0-1' in capsys.readouterr().out
   # The records give the report's tables and plots to the byte, and the same kernels.
@@ -182,12 +182,12 @@ def test_local_sweep_runs_resumes_and_skips(tmp_path, capsys):
 
   # The report reads both runs back; plant known metrics in a checkpoint of the second.
   manager = checkpoints.create_manager(second.workdir)
-  state = checkpoints.restore_on_host(manager, 100)
+  state = checkpoints.restore_on_host(manager, 40)
   planted = CheckpointMetrics(
       metrics={'epoch': 1.0, 'eval_top1_error': 0.1234, 'eval_top5_error': 0.0123},
       finished=True, history={'epoch': [1], 'train_epoch_error': [0.2345],
                               'eval_top1_error': [0.1234]})
-  checkpoints.save(manager, 101, state, planted)
+  checkpoints.save(manager, 41, state, planted)
   manager.wait_until_finished()
   manager.close()
   result = subprocess.run([sys.executable, '-m', 'alexnet_jax.report', str(root), str(root),
