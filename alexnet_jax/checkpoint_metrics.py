@@ -97,6 +97,12 @@ def latest(workdir: str | os.PathLike) -> tuple[int, CheckpointMetrics] | None:
   return found[-1] if found else None
 
 
+def latest_metrics(workdir: str | os.PathLike) -> CheckpointMetrics | None:
+  """The metrics of the newest checkpoint whose metrics can be read, or None."""
+  found = latest(workdir)
+  return found[1] if found else None
+
+
 def best_of(found: list[tuple[int, CheckpointMetrics]]) -> tuple[int, CheckpointMetrics] | None:
   """The checkpoint of lowest BEST_METRIC (the latest among equals, and the latest when none has
   it), as orbax's best_step chooses."""

@@ -15,6 +15,7 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging as absl_logging
+import ml_collections
 from ml_collections import config_flags
 
 from alexnet_jax import errors, naming, quiet
@@ -49,17 +50,17 @@ def main(argv: list[str]) -> None:
     print("error: --workdir='' is empty; give a folder, or leave the flag out for "
           f'{naming.DEFAULT_ROOT}/<config>/<variant>/<overrides>.', file=sys.stderr)
     sys.exit(EXIT_BAD_INPUT)
-  # Imported here so that --help and flag errors do not wait for JAX and TensorFlow.
-  quiet.import_tensorflow()
-  import jax  # pylint: disable=g-import-not-at-top
-  from alexnet_jax import parallel, train, validation  # pylint: disable=g-import-not-at-top
-
-  quiet.jax_platform_search()
-  # Orbax reports each step of each save at INFO level: keep the log to the run's own progress.
-  absl_logging.get_absl_handler().addFilter(_quiet_orbax)
-
   try:
-    validation.validate_config(FLAGS.config)
+    refuse_early(FLAGS.config, workdir, FLAGS.allow_changed_config)
+    # Imported here so that --help, flag errors and the refusals above do not wait for JAX's
+    # devices and TensorFlow.
+    quiet.import_tensorflow()
+    import jax  # pylint: disable=g-import-not-at-top
+    from alexnet_jax import parallel, train  # pylint: disable=g-import-not-at-top
+
+    quiet.jax_platform_search()
+    # Orbax reports each step of each save at INFO level: keep the log to the run's own progress.
+    absl_logging.get_absl_handler().addFilter(_quiet_orbax)
     parallel.set_cpu_devices(FLAGS.config)
     started = parallel.initialize_distributed(FLAGS.config.distributed)
     if started:
@@ -75,6 +76,19 @@ def main(argv: list[str]) -> None:
   except Interrupted as e:
     print(str(e), file=sys.stderr)
     sys.exit(128 + e.signal_number)  # The shell's code for a process ended by that signal.
+
+
+def refuse_early(config: ml_collections.ConfigDict, workdir: str,
+                 allow_changed_config: bool) -> None:
+  """What refuses a command without TensorFlow or the devices, checked first so that a refusal
+  answers in seconds: the config's values, a workdir that cannot be written, a workdir of
+  another experiment. train_and_evaluate checks them again (for callers in Python); the checks
+  that need the data or the devices are its own."""
+  from alexnet_jax import checkpoint_metrics, run_folder, validation  # pylint: disable=g-import-not-at-top
+  validation.validate_config(config)
+  run_folder.prepare_workdir(workdir)
+  if not allow_changed_config:
+    run_folder.check_same_experiment(config, workdir, checkpoint_metrics.latest_metrics(workdir))
 
 
 if __name__ == '__main__':

@@ -11,8 +11,10 @@ import json
 import os
 import socket
 import subprocess
+import tempfile
 from typing import Any, Iterator
 
+import ml_collections
 from absl import logging
 
 from alexnet_jax import checkpoint_metrics
@@ -73,6 +75,39 @@ def code_version(directory: str = os.path.dirname(os.path.abspath(__file__))) ->
 def commits(run: Run) -> list[str]:
   """The code versions a run's epochs ran, in order, each once."""
   return list(dict.fromkeys(c for c in run.history.get('commit', []) if c))
+
+
+def prepare_workdir(workdir: str) -> None:
+  """Creates the workdir, or says in one line why it cannot be written."""
+  try:
+    paths.Path(workdir).mkdir(parents=True, exist_ok=True)
+    if not paths.is_uri(workdir):
+      with tempfile.TemporaryFile(dir=workdir):  # Unique: processes of one run may share it.
+        pass
+  except OSError as e:
+    raise UserInputError(f'workdir {workdir!r} cannot be written: {e.strerror}.') from e
+
+
+def check_same_experiment(config: ml_collections.ConfigDict, workdir: str,
+                          saved: checkpoint_metrics.CheckpointMetrics | None) -> None:
+  """Refuses a workdir whose checkpoints (`saved`: the latest's metrics) were written under a
+  config that differs from `config` in a key that defines the experiment, naming each such key
+  and both values. The checkpoints' own config decides; config.json only for checkpoints that
+  hold none."""
+  if not checkpoint_metrics.committed_steps(workdir):
+    return
+  saved_config = saved.config if saved else None
+  path = paths.Path(workdir) / CONFIG_FILE
+  if saved_config is None and path.exists():  # Checkpoints from before they held their config.
+    saved_config = json.loads(path.read_text())  # Written whole (paths.write_text is atomic).
+  if not isinstance(saved_config, dict):
+    return
+  changes = experiment_changes(saved_config, json.loads(config.to_json_best_effort()))
+  if changes:
+    listed = ', '.join(f'{key} {old!r} -> {new!r}' for key, (old, new) in changes.items())
+    raise UserInputError(f'workdir {workdir!r} holds a run of another experiment ({listed}); '
+                         'use a new workdir, or --allow_changed_config to resume it with the '
+                         'new values.')
 
 
 @contextlib.contextmanager

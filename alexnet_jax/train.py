@@ -5,7 +5,6 @@ import contextlib
 import dataclasses
 import json
 import sys
-import tempfile
 import time
 from typing import Any, Callable, Iterator, Sequence
 
@@ -33,17 +32,6 @@ from alexnet_jax import validation
 from alexnet_jax.errors import DiskFullError, Interrupted, NonFiniteError, UserInputError
 
 
-def prepare_workdir(workdir: str) -> None:
-  """Creates the workdir, or says in one line why it cannot be written."""
-  try:
-    paths.Path(workdir).mkdir(parents=True, exist_ok=True)
-    if not paths.is_uri(workdir):
-      with tempfile.TemporaryFile(dir=workdir):  # Unique: processes of one run may share it.
-        pass
-  except OSError as e:
-    raise UserInputError(f'workdir {workdir!r} cannot be written: {e.strerror}.') from e
-
-
 def undecodable_image_error(image_files: Sequence[str], image_size: int,
                             error: tf.errors.OpError | None = None) -> UserInputError | None:
   """What `bad_images=fail` says of an image that does not decode: the first such file among
@@ -56,28 +44,6 @@ def undecodable_image_error(image_files: Sequence[str], image_size: int,
           f'an image cannot be decoded ({input_pipeline.decoder_error(error)})')
   return UserInputError(f'{what}; remove it, or set dataset.bad_images=skip to drop such '
                         'images.')
-
-
-def check_same_experiment(config: ml_collections.ConfigDict, workdir: str,
-                          saved: checkpoint_metrics.CheckpointMetrics | None) -> None:
-  """Refuses a workdir whose checkpoints (`saved`: the latest's metrics) were written under a
-  config that differs from `config` in a key that defines the experiment, naming each such key
-  and both values. The checkpoints' own config decides; config.json only for checkpoints that
-  hold none."""
-  if not checkpoint_metrics.committed_steps(workdir):
-    return
-  saved_config = saved.config if saved else None
-  path = paths.Path(workdir) / run_folder.CONFIG_FILE
-  if saved_config is None and path.exists():  # Checkpoints from before they held their config.
-    saved_config = json.loads(path.read_text())  # Written whole (paths.write_text is atomic).
-  if not isinstance(saved_config, dict):
-    return
-  changes = run_folder.experiment_changes(saved_config, json.loads(config.to_json_best_effort()))
-  if changes:
-    listed = ', '.join(f'{key} {old!r} -> {new!r}' for key, (old, new) in changes.items())
-    raise UserInputError(f'workdir {workdir!r} holds a run of another experiment ({listed}); '
-                         'use a new workdir, or --allow_changed_config to resume it with the '
-                         'new values.')
 
 
 def check_same_data(source: input_pipeline.Source, dataset: ml_collections.ConfigDict,
@@ -187,18 +153,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   raises `Interrupted`.
   """
   validation.validate_config(config)
-  prepare_workdir(workdir)
+  run_folder.prepare_workdir(workdir)
   with run_folder.workdir_lock(workdir, enabled=jax.process_index() == 0), \
       preemption.CheckpointTriggers(config.checkpoint_every_minutes,
                                     jax.process_count()) as triggers, \
       _disk_full_in_one_line(workdir):
-    saved = checkpoint_metrics.latest(workdir)
+    saved = checkpoint_metrics.latest_metrics(workdir)
     if not allow_changed_config:
-      check_same_experiment(config, workdir, saved and saved[1])
+      run_folder.check_same_experiment(config, workdir, saved)
     stopped_file = paths.Path(workdir) / run_folder.STOPPED_FILE
     if jax.process_index() == 0 and stopped_file.exists():
       stopped_file.unlink()  # Run again: no longer stopped.
-    run, progress = _set_up(config, workdir, triggers, saved and saved[1])
+    run, progress = _set_up(config, workdir, triggers, saved)
     try:
       with jax.set_mesh(run.mesh):
         # The paper's procedure: epochs of SGD on random mini-batches, each followed by an
