@@ -161,12 +161,21 @@ def with_shardings(tree: Any, specs: Any, mesh: jax.sharding.Mesh) -> Any:
       leaf.shape, leaf.dtype, sharding=NamedSharding(mesh, spec)), tree, specs)
 
 
+def cost_analysis(*stages: Any) -> dict[str, float]:
+  """The first of `stages` (compiled or lowered programs) whose cost analysis counts anything,
+  as one dict (JAX gives a list of one on some backends); {} when none does."""
+  for stage in stages:
+    cost = stage.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
+    if cost:
+      return dict(cost)
+  return {}
+
+
 def flops_per_device(compiled: Any) -> float | None:
   """The FLOPs of one run of a compiled step on one device (XLA's cost analysis counts one
   device's share of a shard_mapped program); None where the compiler counts none."""
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, list) else cost
-  flops = (cost or {}).get('flops')
+  flops = cost_analysis(compiled).get('flops')
   return float(flops) if flops and flops > 0 else None
 
 

@@ -37,9 +37,8 @@ def jax_train_step(config: ml_collections.ConfigDict, num_classes: int,
   train_fn, _ = steps.make_steps(config, model, mesh, specs, steps_per_epoch=1000)
   batch = steps.global_batch(training_batch(config.batch_size, size, num_classes), mesh)
   with jax.set_mesh(mesh):
-    cost = train_fn.lower(state, batch).compile().cost_analysis()
+    cost = steps.cost_analysis(train_fn.lower(state, batch).compile())
   # XLA counts one device's share of the shard_mapped step.
-  cost = cost[0] if isinstance(cost, list) else cost
   flops = mesh.size * float(cost.get('flops', float('nan')))
   holder = [state]
 
