@@ -38,15 +38,18 @@ def in_micro_batches(fn: Callable[[jax.Array], jax.Array], x: jax.Array,
   return jnp.concatenate([fn(x[i:i + size]) for i in range(0, x.shape[0], size)])
 
 
-def axis_size(axis: str | None) -> int:
-  return 1 if axis is None else lax.axis_size(axis)
+def axis_size(axis: str | tuple[str, ...] | None) -> int:
+  """The number of devices along a mesh axis, or a tuple of axes taken as one (1 for None)."""
+  if axis is None:
+    return 1
+  return int(np.prod([lax.axis_size(a) for a in (axis if isinstance(axis, tuple) else (axis,))]))
 
 
-def axis_index(axis: str | None) -> jax.Array | int:
+def axis_index(axis: str | tuple[str, ...] | None) -> jax.Array | int:
   return 0 if axis is None else lax.axis_index(axis)
 
 
-def gather_channels(x: jax.Array, axis: str | None) -> jax.Array:
+def gather_channels(x: jax.Array, axis: str | tuple[str, ...] | None) -> jax.Array:
   """All the towers' maps on every device: channels of all shards, in tower order."""
   return x if axis is None else lax.all_gather(x, axis, axis=x.ndim - 1, tiled=True)
 
@@ -111,7 +114,7 @@ class Conv(nn.Module):
   padding: str | Sequence[tuple[int, int]] = 'SAME'
   inputs: str = 'all_towers'
   num_local_towers: int = 1
-  model_axis: str | None = None
+  model_axis: str | tuple[str, ...] | None = None
   init_std: float = 0.01
   bias_init: float = 0.0
   ops: Ops = OPS['xla']
@@ -132,41 +135,69 @@ class Conv(nn.Module):
 
 
 class Dense(nn.Module):
-  """A fully-connected layer over all towers' inputs.
-
-  Its output features are sharded over `model_axis` unless `sharded=False`: the classifier is
-  computed whole on every model shard, so the loss needs no more communication.
-  """
+  """A fully-connected layer whose input channels arrive split over `input_axis` (gathered
+  first) and whose output features are split over `output_axis` (None: computed whole, as the
+  classifier is, so that the loss needs no more communication)."""
   features: int
-  sharded: bool = True
-  model_axis: str | None = None
+  input_axis: str | tuple[str, ...] | None = None
+  output_axis: str | tuple[str, ...] | None = None
   init_std: float = 0.01
   bias_init: float = 0.0
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = gather_channels(x, self.model_axis)
+    x = gather_channels(x, self.input_axis)
     x = x.reshape(x.shape[0], -1)
-    local_features = self.features // (axis_size(self.model_axis) if self.sharded else 1)
+    local_features = self.features // axis_size(self.output_axis)
     kernel = self.param('kernel', nn.initializers.normal(self.init_std),
                         (x.shape[-1], local_features))
     bias = self.param('bias', nn.initializers.constant(self.bias_init), (local_features,))
     return x @ kernel + bias
 
 
-def dropout(x: jax.Array, rate: float, rng: jax.Array, *, data_axis: str | None,
-            model_axis: str | None) -> jax.Array:
+def whole_batch(x: jax.Array, axes) -> jax.Array:
+  """Before the first hidden fc layer: every device's examples on every device where the fc
+  layers see the whole batch (the hybrid scheme's one gather of the conv features)."""
+  if not axes.gathers_batch():
+    return x
+  with jax.named_scope('whole_batch'):  # compile_check names its collectives by this.
+    return lax.all_gather(x, axes.batch, axis=0, tiled=True)
+
+
+def local_batch(x: jax.Array, axes) -> jax.Array:
+  """Before the classifier: this device's examples again, where the fc layers saw the whole
+  batch (the inverse of `whole_batch`)."""
+  if not axes.gathers_batch():
+    return x
+  rows = x.shape[0] // axis_size(axes.batch)
+  return lax.dynamic_slice_in_dim(x, axis_index(axes.batch) * rows, rows)
+
+
+def classifier_input(x: jax.Array, input_axis, axes, name: str) -> jax.Array:
+  """What the classifier `name` (computed whole on every device) reads: all the channels of the
+  layer before it (split over `input_axis`), for this device's examples."""
+  with jax.named_scope(name):  # Its gather is the classifier's in compile_check's counts.
+    return local_batch(gather_channels(x, input_axis), axes)
+
+
+def dropout(x: jax.Array, rate: float, rng: jax.Array, *, rows_axis: str | tuple[str, ...] | None,
+            columns_axis: str | tuple[str, ...] | None) -> jax.Array:
   """Dropout whose mask does not depend on the mesh.
 
   The mask is drawn for the global batch and all features, then this device's rows (over
-  `data_axis`) and columns (over `model_axis`) are cut from it, so every mesh shape drops the same
+  `rows_axis`) and columns (over `columns_axis`) are cut from it, so every mesh shape drops the same
   units as the single-device network with the same key.
   """
   if rate == 0.0:
     return x
   batch, features = x.shape
-  num_rows, num_cols = batch * axis_size(data_axis), features * axis_size(model_axis)
+  num_rows, num_cols = batch * axis_size(rows_axis), features * axis_size(columns_axis)
   keep = jax.random.bernoulli(rng, 1.0 - rate, (num_rows, num_cols))
-  keep = lax.dynamic_slice(keep, (axis_index(data_axis) * batch,
-                                  axis_index(model_axis) * features), (batch, features))
+  keep = lax.dynamic_slice(keep, (axis_index(rows_axis) * batch,
+                                  axis_index(columns_axis) * features), (batch, features))
   return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def fc_dropout(x: jax.Array, rate: float, rng: jax.Array, axes) -> jax.Array:
+  """`dropout` of a hidden fc layer's outputs, laid out by the scheme's `axes`."""
+  return dropout(x, rate, rng, rows_axis=axes.fc_batch, columns_axis=axes.fc)

@@ -135,27 +135,46 @@ def mesh_axis(groups: list[list[int]], mesh_shape: tuple[int, int]) -> str:
   return 'other'
 
 
-_LAYER = re.compile(r'op_name="[^"]*?/(conv\d+|fc\d+|local\d+|[a-z]+\d+)/')
+# A layer's Flax module, or the hybrid scheme's gather of the conv features (blocks.whole_batch).
+_LAYER = re.compile(r'op_name="[^"]*?/(conv\d+|fc\d+|local\d+|[a-z]+\d+|whole_batch)/')
 
 
-def collectives(hlo_text: str, mesh_shape: tuple[int, int]) -> collections.Counter:
-  """Counter of (kind, axis, what) over the collectives of a compiled HLO module: `what` is the
-  layer (Flax module) an all-gather or reduce-scatter came from, or how many arrays an
-  all-reduce reduces."""
-  found = collections.Counter()
+_DTYPE_BYTES = {'f64': 8, 's64': 8, 'u64': 8, 'f32': 4, 's32': 4, 'u32': 4, 'bf16': 2,
+                'f16': 2, 's16': 2, 'u16': 2, 's8': 1, 'u8': 1, 'pred': 1}
+_ARRAY = re.compile(r'\b(' + '|'.join(_DTYPE_BYTES) + r')\[([\d,]*)\]')
+
+
+def _collective_lines(hlo_text: str):
+  """(kind, its operands' text, the line) of each collective of a compiled HLO module."""
   for line in hlo_text.splitlines():
     match = re.match(r'\s*(?:ROOT )?%?\S+ = .*?\b(' + '|'.join(COLLECTIVES) + r')(-start)?\(',
                      line)
-    if not match:
-      continue
-    kind = match.group(1)
+    if match:
+      yield match.group(1), line[match.end():].split(')', 1)[0], line
+
+
+def operand_bytes(operands: str) -> int:
+  """The bytes of the arrays in a collective's operand list (what each device puts in)."""
+  return sum(_DTYPE_BYTES[dtype] * int(np.prod([int(d) for d in dims.split(',') if d]))
+             for dtype, dims in _ARRAY.findall(operands))
+
+
+def collectives(hlo_text: str, mesh_shape: tuple[int, int],
+                measure: str = 'count') -> collections.Counter:
+  """Counter of (kind, axis, what) over the collectives of a compiled HLO module: `what` is the
+  layer (Flax module) an all-gather or reduce-scatter came from, or how many arrays an
+  all-reduce reduces. measure='bytes' sums each one's operand bytes per device instead of
+  counting them."""
+  found = collections.Counter()
+  for kind, operands, line in _collective_lines(hlo_text):
     if kind == 'all-reduce':  # XLA combines the gradients' reductions: say how many arrays.
-      operands = line[match.end():].split(')', 1)[0].count('%')
-      what = f'{operands} arrays' if operands > 1 else '1 array'
+      count = operands.count('%')
+      what = f'{count} arrays' if count > 1 else '1 array'
     else:
       layer = _LAYER.search(line)
       what = layer.group(1) if layer else 'loss/update'
-    found[(kind, mesh_axis(replica_groups(line), mesh_shape), what)] += 1
+    key = (kind, mesh_axis(replica_groups(line), mesh_shape), what)
+    found[key] += operand_bytes(operands) if measure == 'bytes' else 1
   return found
 
 
@@ -170,6 +189,7 @@ class StepReport:
   flops: float | None  # None where the compiler gives no count (the GPU compiler).
   bytes_accessed: float | None
   collectives: collections.Counter
+  collective_bytes: collections.Counter  # The same keys: operand bytes per device.
   batch_size: int
 
   @property
@@ -206,6 +226,7 @@ def _count(cost: dict[str, Any], key: str) -> float | None:
 def analyse(name: str, lowered: Any, compiled: Any, compile_seconds: float,
             mesh_shape: tuple[int, int], batch_size: int) -> StepReport:
   memory = compiled.memory_analysis()
+  hlo = compiled.as_text()
   # The compiled program's counts; the GPU compiler gives none, then the lowered program's.
   from alexnet_jax import steps  # pylint: disable=g-import-not-at-top
   cost = steps.cost_analysis(compiled, lowered)
@@ -213,7 +234,8 @@ def analyse(name: str, lowered: Any, compiled: Any, compile_seconds: float,
                     memory.output_size_in_bytes, memory.alias_size_in_bytes,
                     memory.temp_size_in_bytes, _count(cost, 'flops'),
                     _count(cost, 'bytes accessed'),
-                    collectives(compiled.as_text(), mesh_shape), batch_size)
+                    collectives(hlo, mesh_shape), collectives(hlo, mesh_shape, 'bytes'),
+                    batch_size)
 
 
 def describe(step: StepReport, chip: Chip) -> str:
@@ -222,7 +244,8 @@ def describe(step: StepReport, chip: Chip) -> str:
   limit = 'compute' if step.compute_seconds(chip) >= step.memory_seconds(chip) else 'HBM bandwidth'
   by_kind = collections.defaultdict(list)
   for (kind, axis, layer), count in sorted(step.collectives.items()):
-    by_kind[(kind, axis)].append(f'{layer} x{count}' if count > 1 else layer)
+    size = _size(step.collective_bytes[(kind, axis, layer)])
+    by_kind[(kind, axis)].append(f'{layer} x{count} {size}' if count > 1 else f'{layer} {size}')
   totals = _collective_totals(step)
   lines = [f'{step.name} step (compiled in {step.compile_seconds:.1f} s), per device:',
            f'  memory: arguments {_size(step.argument_bytes)}, outputs {_size(step.output_bytes)} '
@@ -239,23 +262,34 @@ def describe(step: StepReport, chip: Chip) -> str:
   return '\n'.join(lines)
 
 
-def _collective_totals(step: StepReport) -> collections.Counter:
-  """How many collectives of each (kind, axis) the step runs, over all layers."""
+def _collective_totals(step: StepReport, measure: str = 'count') -> collections.Counter:
+  """How many collectives of each (kind, axis) the step runs (or their operand bytes), over all
+  layers."""
   totals = collections.Counter()
-  for (kind, axis, _), count in step.collectives.items():
+  counts = step.collectives if measure == 'count' else step.collective_bytes
+  for (kind, axis, _), count in counts.items():
     totals[(kind, axis)] += count
   return totals
 
 
-def markdown_row(config_name: str, topology: str, mesh_shape: tuple[int, int], dtype: str,
-                 step: StepReport, chip: Chip) -> str:
+MARKDOWN_HEADER = ('| config | topology | mesh | scheme | batch | dtype | step | arguments | '
+                   'temporaries | per device (of HBM) | GFLOP | GB accessed | collectives: '
+                   'count, kind, axis (operand bytes per device) | bound |\n'
+                   '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|')
+
+
+def markdown_row(config_name: str, topology: str, mesh_shape: tuple[int, int], scheme: str,
+                 dtype: str, step: StepReport, chip: Chip) -> str:
+  """One row of the MARKDOWN_HEADER table for `step`."""
   bound = step.bound_seconds(chip)
-  return (f'| {config_name} | {topology} | ({mesh_shape[0]}, {mesh_shape[1]}) | {step.batch_size} '
-          f'| {dtype} | {step.name} | {_size(step.argument_bytes)} | {_size(step.temp_bytes)} | '
+  sizes = _collective_totals(step, 'bytes')
+  return (f'| {config_name} | {topology} | ({mesh_shape[0]}, {mesh_shape[1]}) | {scheme} | '
+          f'{step.batch_size} | {dtype} | {step.name} | {_size(step.argument_bytes)} | '
+          f'{_size(step.temp_bytes)} | '
           f'{_size(step.total_bytes)} ({step.total_bytes / chip.hbm_bytes:.0%}) | '
           f'{_known(step.flops, 1e9, 1)} | {_known(step.bytes_accessed, 1e9, 2)} | '
-          + ', '.join(f'{n} {kind} {axis}'
-                      for (kind, axis), n in sorted(_collective_totals(step).items()))
+          + (', '.join(f'{n} {kind} {axis} ({_size(sizes[(kind, axis)])})'
+                       for (kind, axis), n in sorted(_collective_totals(step).items())) or 'none')
           + (f' | {bound * 1e3:.2f} ms, {step.batch_size / bound:,.0f} img/s |' if bound
              else ' | n/a |'))
 
@@ -288,12 +322,12 @@ def compile_steps(config: Any, devices: Sequence[Any], num_classes: int,
   validation.validate_for_mesh(config, *mesh_shape, process_count=1)
   image_shape = (config.dataset.crop_size, config.dataset.crop_size, 3)
   backend = devices[0].platform  # The target's, not this host's: models.choose_ops.
-  _, abstract, specs = steps.train_state_shapes(
-      config, models.create_model(config.model, num_classes, backend=backend), image_shape)
-  model = models.create_model(config.model, num_classes, data_axis=parallel.DATA_AXIS,
-                              model_axis=parallel.MODEL_AXIS, backend=backend)
+  model = models.create_model(config.model, num_classes, scheme=config.mesh.scheme,
+                              backend=backend)
+  _, abstract, specs = steps.train_state_shapes(config, model, image_shape)
   train_fn, eval_fn = steps.make_steps(config, model, mesh, specs, steps_per_epoch=1000)
-  batch = lambda size, is_train: steps.abstract_batch(config.dataset, size, mesh, is_train)
+  batch = lambda size, is_train: steps.abstract_batch(config.dataset, size, mesh, is_train,
+                                                      model.axes)
   state = steps.with_shardings(abstract, specs, mesh)
   reports = []
   for name, fn, args, size in (('train', train_fn, (state, batch(config.batch_size, True)),
@@ -352,13 +386,14 @@ def check(config: Any, topology: str, step_names: Sequence[str] = ('train', 'eva
     print(f'error: does not fit {topology}: {e}', file=sys.stderr)
     return errors.EXIT_BAD_INPUT
   print(f'{config.model.name}, {num_classes} classes, crops {config.dataset.crop_size}, mesh '
-        f'data={mesh_shape[0]} x model={mesh_shape[1]}, {config.compute_dtype}')
+        f'data={mesh_shape[0]} x model={mesh_shape[1]}, scheme {config.mesh.scheme}, '
+        f'{config.compute_dtype}')
   for step in reports:
     print(describe(step, chip))
   if markdown:
     for step in reports:
-      print(markdown_row(config.experiment, topology, mesh_shape, config.compute_dtype,
-                         step, chip))
+      print(markdown_row(config.experiment, topology, mesh_shape, config.mesh.scheme,
+                         config.compute_dtype, step, chip))
   too_big = [step for step in reports if step.total_bytes > chip.hbm_bytes]
   if too_big:
     step = too_big[0]

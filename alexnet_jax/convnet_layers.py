@@ -4,15 +4,22 @@ the layer specs (one string per layer, like its layer files), and `LayerNet`, wh
 
 A spec is 'NAME TYPE key=value ...', e.g. 'pool2 pool kind=avg size=3 stride=2'. Types and keys
 (`act=1` applies the net's activation, relu or tanh, after the layer):
-  conv     filters, size, stride=1, padding=0, init_std, act    (cuda-convnet 'conv', shared biases)
-  local    filters, size, stride=1, padding=0, init_std, act    ('local': unshared weights and
-                                                                 biases, one set per output pixel)
+  conv     filters, size, stride=1, padding=0, init_std, init_bias=0, act
+                                              (cuda-convnet 'conv', shared biases)
+  local    filters, size, stride=1, padding=0, init_std, init_bias=0, act
+                                              ('local': unshared weights and biases, one set per
+                                               output pixel)
   pool     kind=max|avg, size, stride, start=0, outputs=0, act  ('pool'; act after the pooling)
-  rnorm    size, scale, pow                                     ('rnorm': within each map)
-  cmrnorm  size, scale, pow                                     ('cmrnorm': across maps)
-  fc       outputs, init_std, act                               ('fc'; the last layer is the
-                                                                 classifier, outputs = classes)
-init_std defaults to the net's model.init_std (cuda-convnet's initW default is 0.01 too).
+  rnorm    size, scale, pow                   ('rnorm': within each map)
+  cmrnorm  size, scale, pow, min_div=1        ('cmrnorm': across maps; min_div is cuda-convnet2's
+                                               minDiv, the k of the paper's LRN)
+  fc       outputs, init_std, init_bias=0, act  ('fc'; the last layer is the classifier, outputs =
+                                               classes)
+  dropout  keep                               (cuda-convnet2's 'dropout2': after an fc layer, each
+                                               output kept with probability keep and scaled by
+                                               1/keep in training, untouched in the test)
+init_std defaults to the net's model.init_std (cuda-convnet's initW default is 0.01 too);
+init_bias is its initB.
 """
 
 import dataclasses
@@ -24,18 +31,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from alexnet_jax import blocks
+from alexnet_jax import blocks, parallel
 
 # Each type's keys and their defaults (None: required).
 LAYER_KEYS: dict[str, dict[str, Any]] = {
     'conv': {'filters': None, 'size': None, 'stride': 1, 'padding': 0, 'init_std': None,
-             'act': 0},
+             'init_bias': 0.0, 'act': 0},
     'local': {'filters': None, 'size': None, 'stride': 1, 'padding': 0, 'init_std': None,
-              'act': 0},
+              'init_bias': 0.0, 'act': 0},
     'pool': {'kind': None, 'size': None, 'stride': None, 'start': 0, 'outputs': 0, 'act': 0},
     'rnorm': {'size': None, 'scale': None, 'pow': None},
-    'cmrnorm': {'size': None, 'scale': None, 'pow': None},
-    'fc': {'outputs': None, 'init_std': None, 'act': 0},
+    'cmrnorm': {'size': None, 'scale': None, 'pow': None, 'min_div': 1.0},
+    'fc': {'outputs': None, 'init_std': None, 'init_bias': 0.0, 'act': 0},
+    'dropout': {'keep': None},
 }
 WEIGHT_LAYER_TYPES = ('conv', 'local', 'fc')
 POOL_KINDS = ('max', 'avg')
@@ -90,6 +98,10 @@ def parse_layers(specs: Sequence[str]) -> list[LayerSpec]:
     if kind == 'cmrnorm' and given['size'] % 2 == 0:
       raise ValueError(f'layer spec {spec!r}: cross-map size={given["size"]} must be odd (an '
                        'even size makes cuda-convnet\'s window lopsided; not supported).')
+    if kind == 'dropout' and not (layers and layers[-1].type == 'fc'):
+      raise ValueError(f'layer spec {spec!r}: a dropout layer must follow an fc layer.')
+    if kind == 'dropout' and not 0.0 < given['keep'] <= 1.0:
+      raise ValueError(f'layer spec {spec!r}: keep={given["keep"]} must be in (0, 1].')
     layers.append(LayerSpec(name, kind, {**allowed, **given}))
   if not layers or layers[-1].type != 'fc':
     raise ValueError(f'layer specs {list(specs)} must end with an fc layer (the classifier).')
@@ -165,11 +177,13 @@ def contrast_norm(x: jax.Array, *, size: int, scale: float, power: float) -> jax
                      jnp.asarray(-power, x.dtype))
 
 
-def cross_map_norm_constants(size: int, scale: float, power: float) -> dict[str, float]:
-  """cuda-convnet's 'cmrnorm', b_f = a_f (1 + scale / size * sum_{g near f} a_g^2)^-power over
-  the `size` maps centred on f (kFCNorm; the parser divides scale by size), as the k, n, alpha,
-  beta of the paper's LRN formula, which it is for odd sizes."""
-  return {'k': 1.0, 'n': size, 'alpha': scale / size, 'beta': power}
+def cross_map_norm_constants(size: int, scale: float, power: float,
+                             min_div: float = 1.0) -> dict[str, float]:
+  """cuda-convnet's 'cmrnorm', b_f = a_f (min_div + scale / size * sum_{g near f} a_g^2)^-power
+  over the `size` maps centred on f (kFCNorm; the parser divides scale by size; min_div is
+  cuda-convnet2's minDiv, 1 in the 2012 code), as the k, n, alpha, beta of the paper's LRN
+  formula, which it is for odd sizes."""
+  return {'k': min_div, 'n': size, 'alpha': scale / size, 'beta': power}
 
 
 class LocallyConnected(nn.Module):
@@ -182,14 +196,13 @@ class LocallyConnected(nn.Module):
   stride: int = 1
   padding: int = 0
   init_std: float = 0.01
-  model_axis: str | None = None
+  bias_init: float = 0.0
+  model_axis: str | tuple[str, ...] | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    if self.model_axis is not None:
-      x = lax.all_gather(x, self.model_axis, axis=x.ndim - 1, tiled=True)
-    local_features = self.features // (1 if self.model_axis is None else
-                                       lax.axis_size(self.model_axis))
+    x = blocks.gather_channels(x, self.model_axis)
+    local_features = self.features // blocks.axis_size(self.model_axis)
     size, stride, pad = self.kernel_size, self.stride, self.padding
     x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     out_h = (x.shape[1] - size) // stride + 1
@@ -199,12 +212,14 @@ class LocallyConnected(nn.Module):
                        for i in range(size) for j in range(size)], axis=3)
     kernel = self.param('kernel', nn.initializers.normal(self.init_std),
                         (out_h, out_w, size * size, x.shape[-1], local_features))
-    bias = self.param('bias', nn.initializers.zeros, (out_h, out_w, local_features))
+    bias = self.param('bias', nn.initializers.constant(self.bias_init),
+                      (out_h, out_w, local_features))
     return jnp.einsum('bhwkc,hwkcf->bhwf', views, kernel,
                       precision=lax.Precision.HIGHEST) + bias
 
 
-def output_channel_slice(x: jax.Array, model_axis: str | None, num_shards: int) -> jax.Array:
+def output_channel_slice(x: jax.Array, model_axis: str | tuple[str, ...] | None,
+                         num_shards: int) -> jax.Array:
   """This model shard's channels of maps computed whole on every shard."""
   if model_axis is None:
     return x
@@ -226,61 +241,69 @@ class LayerNet(nn.Module):
   init_std_overrides: Sequence[tuple[str, float]] = ()
   ops: blocks.Ops = blocks.OPS['xla']  # models.create_model picks the op set.
   micro_batch: int = 0  # See in_micro_batches; create_model sets it.
-  data_axis: str | None = None
-  model_axis: str | None = None
+  axes: parallel.Axes = parallel.Axes()  # The scheme's; none on a single device.
 
   def replicated_layers(self) -> tuple[str, ...]:
     return (parse_layers(self.layers)[-1].name,)  # The classifier.
 
-  def _layer(self, spec: LayerSpec, init_std: float, is_first: bool,
-             is_classifier: bool) -> Callable[[jax.Array], jax.Array]:
-    """The function of one layer spec, its activation (act=1) included."""
-    kind = spec.type
+  def _layer(self, spec: LayerSpec, init_std: float, is_first: bool, input_axis: Any,
+             is_classifier: bool) -> Callable[..., jax.Array]:
+    """The function of one layer spec (of x, and of `train` for dropout), its activation
+    (act=1) included. `input_axis`: the mesh axis its input channels are split over."""
+    kind, axes = spec.type, self.axes
     if kind == 'conv':
       padding = ((spec['padding'],) * 2,) * 2
       fn = blocks.Conv(spec['filters'], spec['size'], spec['stride'], padding,
-                inputs='image' if is_first else 'all_towers',
-                model_axis=self.model_axis, init_std=init_std, ops=self.ops, name=spec.name)
+                       inputs='image' if is_first else 'all_towers', model_axis=axes.conv,
+                       init_std=init_std, bias_init=spec['init_bias'], ops=self.ops,
+                       name=spec.name)
     elif kind == 'local':
-      fn = LocallyConnected(spec['filters'], spec['size'], spec['stride'],
-                                           spec['padding'], init_std, self.model_axis,
-                                           name=spec.name)
+      fn = LocallyConnected(spec['filters'], spec['size'], spec['stride'], spec['padding'],
+                            init_std, spec['init_bias'], axes.conv, name=spec.name)
+    elif kind == 'fc' and is_classifier:
+      dense = blocks.Dense(self.num_classes, None, None, init_std, spec['init_bias'],
+                           name=spec.name)
+      fn = lambda x: dense(blocks.classifier_input(x, input_axis, axes, spec.name))
     elif kind == 'fc':
-      fn = blocks.Dense(self.num_classes if is_classifier else spec['outputs'],
-                 sharded=not is_classifier, model_axis=self.model_axis, init_std=init_std,
-                 name=spec.name)
+      fn = blocks.Dense(spec['outputs'], input_axis, axes.fc, init_std, spec['init_bias'],
+                        name=spec.name)
+    elif kind == 'dropout':
+      return lambda x, train: blocks.fc_dropout(x, 1.0 - spec['keep'], self.make_rng('dropout'),
+                                                axes) if train else x
     elif kind == 'pool':
-      fn = lambda x: pool(x, spec['kind'], spec['size'], spec['stride'],
-                                         start=spec['start'], outputs=spec['outputs'],
-                                         max_pool_fn=self.ops.max_pool)
+      fn = lambda x: pool(x, spec['kind'], spec['size'], spec['stride'], start=spec['start'],
+                          outputs=spec['outputs'], max_pool_fn=self.ops.max_pool)
     elif kind == 'rnorm':
-      fn = lambda x: response_norm(x, size=spec['size'], scale=spec['scale'],
-                                                  power=spec['pow'])
+      fn = lambda x: response_norm(x, size=spec['size'], scale=spec['scale'], power=spec['pow'])
     else:  # cmrnorm: the paper's LRN formula with cuda-convnet's constants, over all shards.
-      constants = cross_map_norm_constants(spec['size'], spec['scale'],
-                                                          spec['pow'])
+      constants = cross_map_norm_constants(spec['size'], spec['scale'], spec['pow'],
+                                           spec['min_div'])
       fn = lambda x: output_channel_slice(
-          self.ops.lrn(blocks.gather_channels(x, self.model_axis), num_groups=1, **constants),
-          self.model_axis, blocks.axis_size(self.model_axis))
+          self.ops.lrn(blocks.gather_channels(x, axes.conv), num_groups=1, **constants),
+          axes.conv, blocks.axis_size(axes.conv))
     act = blocks.ACTIVATIONS[self.activation]
-    return (lambda x: act(fn(x))) if spec.params.get('act') else fn
+    return (lambda x, train: act(fn(x))) if spec.params.get('act') else lambda x, train: fn(x)
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
     specs = parse_layers(self.layers)
     init_stds = dict(self.init_std_overrides)
-    fns = [self._layer(spec, init_stds.get(spec.name, spec['init_std'] or self.init_std)
-                       if spec.type in WEIGHT_LAYER_TYPES else None,
-                       i == 0, i == len(specs) - 1)
-           for i, spec in enumerate(specs)]
     first_fc = next(i for i, spec in enumerate(specs) if spec.type == 'fc')
+    fns = []
+    for i, spec in enumerate(specs):
+      init_std = (init_stds.get(spec.name, spec['init_std'] or self.init_std)
+                  if spec.type in WEIGHT_LAYER_TYPES else None)
+      # The first fc layer reads the conv layers' channels; the others, the fc layers'.
+      input_axis = self.axes.conv if i <= first_fc else self.axes.fc
+      fns.append(self._layer(spec, init_std, i == 0, input_axis, i == len(specs) - 1))
 
     def trunk(x):
       for fn in fns[:first_fc]:
-        x = fn(x)
+        x = fn(x, train)
       return x
 
     x = blocks.in_micro_batches(trunk, images, self.micro_batch if train else 0)
+    x = blocks.whole_batch(x, self.axes)
     for fn in fns[first_fc:]:
-      x = fn(x)
+      x = fn(x, train)
     return x

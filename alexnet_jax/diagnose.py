@@ -198,7 +198,8 @@ def main(argv: list[str]) -> None:
                for b in batches]
 
   plain = models.create_model(config.model, num_classes)
-  state, specs = steps.create_train_state(config, plain, (config.dataset.crop_size,) * 2 + (3,),
+  model = models.create_model(config.model, num_classes, scheme=config.mesh.scheme)
+  state, specs = steps.create_train_state(config, model, (config.dataset.crop_size,) * 2 + (3,),
                                           mesh)
   print(f'{num_classes} classes, {len(batches)} batches of {config.batch_size}, '
         f'{config.dataset.crop_size} px; at init, on the first batch:')
@@ -209,15 +210,14 @@ def main(argv: list[str]) -> None:
                              jax.random.fold_in(jax.device_get(state.rng), 0),  # Step 1's.
                              FLAGS.power_iterations)
 
-  model = models.create_model(config.model, num_classes, data_axis=parallel.DATA_AXIS,
-                              model_axis=parallel.MODEL_AXIS)
   train_fn, _ = steps.make_steps(config, model, mesh, specs, steps_per_epoch)
   _, hidden = classifier_and_hidden(config.model)
   stats_fn = jax.jit(lambda params, images: score_stats(plain, params, images, hidden))
   stat_names = SCORE_STATS + tuple(f'dead {name}' for name in hidden)
   losses, train_errors = [], []
   for step in range(1, FLAGS.steps + 1):
-    state, metrics = train_fn(state, steps.global_batch(batches[(step - 1) % len(batches)], mesh))
+    state, metrics = train_fn(state, steps.global_batch(batches[(step - 1) % len(batches)], mesh,
+                                                      model.axes))
     losses.append(float(metrics['loss']))
     train_errors.append(float(metrics['error']))
     line = f'step {step} loss {losses[-1]:.3f} error {train_errors[-1]:.3f}'

@@ -86,18 +86,17 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str,
                                           jax.process_count())
     mesh = parallel.create_mesh(config.mesh.data, config.mesh.model)
     image_shape = (config.dataset.crop_size, config.dataset.crop_size, 3)
-    fresh, specs = steps.create_train_state(
-        config, models.create_model(config.model, source.num_classes), image_shape, mesh)
+    model = models.create_model(config.model, source.num_classes, scheme=config.mesh.scheme)
+    fresh, specs = steps.create_train_state(config, model, image_shape, mesh)
     checkpoints.check_same_network(manager, step, fresh)
     state = checkpoints.restore_step(manager, step, fresh)
-  model = models.create_model(config.model, source.num_classes, data_axis=parallel.DATA_AXIS,
-                              model_axis=parallel.MODEL_AXIS)
   _, eval_fn = steps.make_steps(config, model, mesh, specs, steps_per_epoch=1)
   batches = input_pipeline.eval_batches(
       source, config.dataset, batch_size=config.eval_batch_size // jax.process_count(),
       normalization=input_pipeline.Normalization.from_config(config.dataset),
       process_count=jax.process_count())
-  return step, steps.evaluate(eval_fn, state.params, batches.as_numpy_iterator(), mesh)
+  return step, steps.evaluate(eval_fn, state.params, batches.as_numpy_iterator(), mesh,
+                              model.axes)
 
 
 def row(step: int, split: str, metrics: dict[str, Any]) -> dict[str, str]:

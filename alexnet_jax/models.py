@@ -6,11 +6,13 @@ grouped one (conv2's kernel is 5x5x48x256), and it is the same for every mesh sh
 checkpoints move between meshes. Each tower is computed as its own convolution on its channel
 half, because a grouped convolution (`feature_group_count`) is 4-6x slower on XLA:CPU.
 
-Model parallelism. Under `jax.shard_map` with `model_axis` set, every layer's output channels
-(kernel and bias) are split over that mesh axis, so a device holds its towers' share of every
-layer, as each GPU did. Layers that read both towers first `all_gather` their input over the axis;
-layers that read their own tower need no communication. With `model_axis=None` the module is the
-plain single-device network.
+Parallelism. Under `jax.shard_map`, `axes` (a scheme of parallel.SCHEMES) says which mesh axes
+split the examples and the layers' output channels. Under 'towers' every layer's output channels
+(kernel and bias) are split over 'model', so a device holds its towers' share of every layer, as
+each GPU did: layers that read both towers first `all_gather` their input over the axis, layers
+that read their own tower need no communication. Under 'data' nothing is split but the batch;
+under 'hybrid' the conv layers are data parallel and the fc layers split over every device. With
+the default `axes` the module is the plain single-device network.
 """
 
 from typing import Any, Mapping, Sequence
@@ -19,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from alexnet_jax import blocks, convnet_layers
+from alexnet_jax import blocks, convnet_layers, parallel
 
 CONV1_PADDINGS = {'valid': ((0, 0), (0, 0)), 'cuda_convnet': ((2, 1), (2, 1))}
 # conv1's activation, normalization and pooling: in the paper's order, or the 2012 code's, whose
@@ -99,8 +101,7 @@ class AlexNet(_LRNConstants):
   init_std_overrides: Sequence[tuple[str, float]] = ()
   bias_one_layers: Sequence[str] = ('conv2', 'conv4', 'conv5', 'fc6', 'fc7')
   ops: blocks.Ops = blocks.OPS['xla']  # create_model picks the op set (choose_ops).
-  data_axis: str | None = None
-  model_axis: str | None = None
+  axes: parallel.Axes = parallel.Axes()  # The scheme's; none on a single device.
 
   def replicated_layers(self) -> tuple[str, ...]:
     return ('fc8',)  # The classifier, computed whole on every model shard.
@@ -108,7 +109,8 @@ class AlexNet(_LRNConstants):
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
     act = blocks.ACTIVATIONS[self.activation]
-    local_towers = self.num_towers // blocks.axis_size(self.model_axis)
+    axes = self.axes
+    local_towers = self.num_towers // blocks.axis_size(axes.conv)
     # Footnote 2: the one-GPU net halves conv1-conv4 only.
     features = [int(f * self.width_multiplier) if i < 4 else f
                 for i, f in enumerate(self.conv_features)]
@@ -117,14 +119,13 @@ class AlexNet(_LRNConstants):
 
     def conv(name, index, kernel_size, stride, padding, inputs):
       return blocks.Conv(features[index], kernel_size, stride, padding, inputs=inputs,
-                  num_local_towers=local_towers, model_axis=self.model_axis,
+                  num_local_towers=local_towers, model_axis=axes.conv,
                   init_std=init_stds[name], bias_init=float(name in self.bias_one_layers),
                   ops=self.ops, name=name)
 
-    def dense(name, num_features, sharded=True):
-      return blocks.Dense(num_features, sharded=sharded, model_axis=self.model_axis,
-                   init_std=init_stds[name], bias_init=float(name in self.bias_one_layers),
-                   name=name)
+    def dense(name, num_features, input_axis, output_axis):
+      return blocks.Dense(num_features, input_axis, output_axis, init_std=init_stds[name],
+                          bias_init=float(name in self.bias_one_layers), name=name)
 
     def norm(x):
       if not self.lrn:
@@ -137,8 +138,7 @@ class AlexNet(_LRNConstants):
     def drop(x):
       if not train or self.dropout_rate == 0.0:
         return x
-      return blocks.dropout(x, self.dropout_rate, self.make_rng('dropout'),
-                     data_axis=self.data_axis, model_axis=self.model_axis)
+      return blocks.fc_dropout(x, self.dropout_rate, self.make_rng('dropout'), axes)
 
     x = conv('conv1', 0, 11, 4, CONV1_PADDINGS[self.conv1_padding], 'image')(images)
     x = pool(norm(act(x))) if self.conv1_order == 'relu_norm_pool' else act(pool(norm(x)))
@@ -151,9 +151,11 @@ class AlexNet(_LRNConstants):
     x = act(conv('conv3', 2, 3, 1, ((1, 1), (1, 1)), 'all_towers')(x))
     x = act(conv('conv4', 3, 3, 1, ((1, 1), (1, 1)), 'own_tower')(x))
     x = pool(act(conv('conv5', 4, 3, 1, ((1, 1), (1, 1)), 'own_tower')(x)))
-    x = drop(act(dense('fc6', self.fc_features[0])(x)))
-    x = drop(act(dense('fc7', self.fc_features[1])(x)))
-    return dense('fc8', self.num_classes, sharded=False)(x)
+    x = blocks.whole_batch(x, axes)
+    x = drop(act(dense('fc6', self.fc_features[0], axes.conv, axes.fc)(x)))
+    x = drop(act(dense('fc7', self.fc_features[1], axes.fc, axes.fc)(x)))
+    return dense('fc8', self.num_classes, None, None)(
+        blocks.classifier_input(x, axes.fc, axes, 'fc8'))
 
 
 class CifarNet(_LRNConstants):
@@ -179,8 +181,7 @@ class CifarNet(_LRNConstants):
   bias_one_layers: Sequence[str] = ()
   ops: blocks.Ops = blocks.OPS['xla']  # create_model picks the op set (choose_ops).
   micro_batch: int = 0  # See in_micro_batches; create_model sets it.
-  data_axis: str | None = None
-  model_axis: str | None = None
+  axes: parallel.Axes = parallel.Axes()  # The scheme's; none on a single device.
 
   def layer_names(self) -> tuple[str, ...]:
     return _cifar_net_layer_names(len(self.conv_features), len(self.fc_features))
@@ -195,7 +196,7 @@ class CifarNet(_LRNConstants):
     init_stds = _init_stds(names, self.init_std, self.init_std_overrides)
     convs = [blocks.Conv(num_features, self.kernel_size, padding='SAME',
                          inputs='image' if i == 0 else 'all_towers',
-                         model_axis=self.model_axis, init_std=init_stds[name],
+                         model_axis=self.axes.conv, init_std=init_stds[name],
                          bias_init=float(name in self.bias_one_layers), ops=self.ops, name=name)
              for i, (name, num_features) in enumerate(zip(names, self.conv_features))]
 
@@ -208,24 +209,24 @@ class CifarNet(_LRNConstants):
 
     x = blocks.in_micro_batches(trunk, images, self.micro_batch if train else 0)
     fc_names = names[len(self.conv_features):]
-    for i, (name, num_features) in enumerate(zip(fc_names,
-                                                  (*self.fc_features, self.num_classes))):
-      is_classifier = i == len(self.fc_features)
-      x = blocks.Dense(num_features, sharded=not is_classifier, model_axis=self.model_axis,
-                init_std=init_stds[name], bias_init=float(name in self.bias_one_layers),
-                name=name)(x)
-      if not is_classifier:
-        x = act(x)
-        if train and self.dropout_rate > 0.0:
-          x = blocks.dropout(x, self.dropout_rate, self.make_rng('dropout'),
-                      data_axis=self.data_axis, model_axis=self.model_axis)
-    return x
+    if self.fc_features:
+      x = blocks.whole_batch(x, self.axes)
+    input_axis = self.axes.conv
+    for name, num_features in zip(fc_names, self.fc_features):
+      x = act(blocks.Dense(num_features, input_axis, self.axes.fc, init_stds[name],
+                           float(name in self.bias_one_layers), name=name)(x))
+      input_axis = self.axes.fc
+      if train and self.dropout_rate > 0.0:
+        x = blocks.fc_dropout(x, self.dropout_rate, self.make_rng('dropout'), self.axes)
+    classifier = fc_names[-1]
+    return blocks.Dense(self.num_classes, None, None, init_stds[classifier],
+                        float(classifier in self.bias_one_layers), name=classifier)(
+                            blocks.classifier_input(x, input_axis, self.axes, classifier))
 
 
 MODELS = {'alexnet': AlexNet, 'cifar_net': CifarNet, 'layer_net': convnet_layers.LayerNet}
 # Module attributes that no config.model key sets.
-_NOT_FROM_CONFIG = ('parent', 'name', 'num_classes', 'ops', 'micro_batch', 'data_axis',
-                    'model_axis')
+_NOT_FROM_CONFIG = ('parent', 'name', 'num_classes', 'ops', 'micro_batch', 'axes')
 # Where the knobs of the other networks live in a network that has no attribute for them.
 KNOBS_ELSEWHERE = {
     'alexnet': 'it is the paper\'s net; its sizes are model.conv_features and model.fc_features',
@@ -253,6 +254,14 @@ def keys_read(name: str) -> frozenset[str]:
   if name == 'layer_net':
     read.add('layer_file')  # The provenance of its specs, which the report names.
   return frozenset(read)
+
+
+def hidden_fc_features(model_config: Mapping[str, Any]) -> tuple[int, ...]:
+  """The output sizes of the network's fully-connected layers before its classifier."""
+  if model_config['name'] == 'layer_net':
+    specs = convnet_layers.parse_layers(model_config['layers'])[:-1]
+    return tuple(spec['outputs'] for spec in specs if spec.type == 'fc')
+  return tuple(model_config['fc_features'])
 
 
 def num_towers(model_config: Mapping[str, Any]) -> int:
@@ -285,10 +294,11 @@ def choose_ops(model_config, backend: str) -> tuple[str, int]:
   return ops, model_config.cpu_micro_batch if uses_cache else 0
 
 
-def create_model(model_config, num_classes: int, *, data_axis: str | None = None,
-                 model_axis: str | None = None, backend: str | None = None) -> nn.Module:
-  """The network named by `model_config.name`, its attributes taken from the config, with the op
-  set `choose_ops` gives for `backend` (default: JAX's)."""
+def create_model(model_config, num_classes: int, *, scheme: str | None = None,
+                 backend: str | None = None) -> nn.Module:
+  """The network named by `model_config.name`, its attributes taken from the config, laid out on
+  the mesh by `scheme` (parallel.SCHEMES; None: the single-device network, outside shard_map),
+  with the op set `choose_ops` gives for `backend` (default: JAX's)."""
   cls = MODELS[model_config.name]
   fields = {f for f in cls.__dataclass_fields__ if f not in ('parent', 'name', 'ops')}
   kwargs = {k: v for k, v in model_config.items() if k in fields}
@@ -296,5 +306,5 @@ def create_model(model_config, num_classes: int, *, data_axis: str | None = None
   ops, micro_batch = choose_ops(model_config, backend or jax.default_backend())
   if 'micro_batch' in fields:
     kwargs['micro_batch'] = micro_batch
-  return cls(num_classes=num_classes, ops=blocks.OPS[ops], data_axis=data_axis,
-             model_axis=model_axis, **kwargs)
+  axes = parallel.Axes() if scheme is None else parallel.SCHEMES[scheme]
+  return cls(num_classes=num_classes, ops=blocks.OPS[ops], axes=axes, **kwargs)

@@ -1,22 +1,67 @@
-"""The ('data', 'model') device mesh, partition specs, and the shard_map wrapper.
+"""The ('data', 'model') device mesh, the parallelism schemes, partition specs, and the
+shard_map wrapper.
 
-Every layer's output channels (the last axis of its kernel, and its bias) are split over
-'model', except the classifier's, which every model shard computes whole so that the loss needs
-no further communication. The batch is split over 'data'. The same code runs every mesh shape,
-the single device included.
+A scheme (config.mesh.scheme) says where a network's work lies on the mesh (`Axes`):
+- 'towers' (the paper's two GPUs): every layer's output channels (the last axis of its kernel,
+  and its bias) are split over 'model', except the classifier's, which every model shard
+  computes whole so that the loss needs no further communication; the batch is split over
+  'data'.
+- 'data': every parameter on every device, the batch split over all of them.
+- 'hybrid' (Krizhevsky 2014, "One weird trick"): the convolutional layers data parallel over
+  every device; before the first fully-connected layer the conv features of the whole batch are
+  gathered to every device, and each computes its slice of each fc layer's outputs for all of
+  them; the classifier takes this device's examples again, whole.
+The same code runs every scheme and mesh shape, the single device included.
 """
 
 import os
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import numpy as np
+from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = 'data'
 MODEL_AXIS = 'model'
+ALL_AXES = (DATA_AXIS, MODEL_AXIS)  # Every device of the mesh, as one axis.
 BATCH_SPEC = P(DATA_AXIS)
 REPLICATED = P()
+
+
+class Axes(NamedTuple):
+  """The mesh axis (a name, a tuple of names, or None: not split) over which a network splits the
+  examples of its convolutional layers (`batch`), their output channels (`conv`), the examples
+  of its hidden fully-connected layers (`fc_batch`) and their outputs (`fc`)."""
+  batch: Any = None
+  conv: Any = None
+  fc_batch: Any = None
+  fc: Any = None
+
+  def gathers_batch(self) -> bool:
+    """Whether the fc layers see the whole batch (hybrid)."""
+    return self.fc_batch != self.batch
+
+
+SCHEMES: dict[str, Axes] = {
+    'towers': Axes(batch=DATA_AXIS, conv=MODEL_AXIS, fc_batch=DATA_AXIS, fc=MODEL_AXIS),
+    'data': Axes(batch=ALL_AXES, fc_batch=ALL_AXES),
+    'hybrid': Axes(batch=ALL_AXES, fc_batch=None, fc=ALL_AXES),
+}
+
+
+def batch_spec(axes: Axes) -> P:
+  """How a batch's arrays (examples first) are laid out on the mesh."""
+  return P(axes.batch)
+
+
+def sum_over_batch(x: jax.Array, axes: Axes) -> jax.Array:
+  """Inside shard_map: the sum over every device's examples of a per-device value, the same on
+  every device (copies on the axes that do not split the batch are averaged)."""
+  batch_axes = axes.batch if isinstance(axes.batch, tuple) else (axes.batch,)
+  others = tuple(axis for axis in ALL_AXES if axis not in batch_axes)
+  x = lax.psum(x, axes.batch)
+  return lax.pmean(x, others) if others else x
 
 
 def mesh_shape(num_data: int, num_model: int, num_devices: int) -> tuple[int, int]:
@@ -68,14 +113,17 @@ def create_mesh(num_data: int, num_model: int, devices: Sequence[Any] | None = N
                        devices=devices[:shape[0] * shape[1]])
 
 
-def param_specs(params: Any, replicated_layers: tuple[str, ...]) -> Any:
-  """Output channels over 'model' for every leaf, except the layers computed whole."""
+def param_specs(params: Any, replicated_layers: tuple[str, ...], axes: Axes) -> Any:
+  """Each leaf's output channels (its last axis) over `axes.fc` for a fully-connected layer (a
+  matrix kernel), over `axes.conv` for any other; replicated where that is None, and for the
+  layers computed whole."""
 
   def spec(path, leaf):
     layer = path[0].key
-    if layer in replicated_layers:
+    axis = axes.fc if params[layer]['kernel'].ndim == 2 else axes.conv
+    if layer in replicated_layers or axis is None:
       return REPLICATED
-    return P(*([None] * (leaf.ndim - 1)), MODEL_AXIS)
+    return P(*([None] * (leaf.ndim - 1)), axis)
 
   return jax.tree_util.tree_map_with_path(spec, params)
 

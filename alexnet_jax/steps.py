@@ -21,7 +21,6 @@ from alexnet_jax import optim
 from alexnet_jax import parallel
 from alexnet_jax.errors import UserInputError
 
-BOTH_AXES = (parallel.DATA_AXIS, parallel.MODEL_AXIS)
 
 
 @flax.struct.dataclass
@@ -38,11 +37,10 @@ class TrainState:
   evals_without_improvement: jax.Array
 
 
-def state_specs(state: TrainState, replicated_layers: tuple[str, ...],
-                tx: optax.GradientTransformation) -> TrainState:
+def state_specs(state: TrainState, model: Any, tx: optax.GradientTransformation) -> TrainState:
   """Parameters, and every copy of the parameter tree in the optimizer's state (the velocity),
-  split over 'model'; everything else replicated."""
-  param_specs = parallel.param_specs(state.params, replicated_layers)
+  laid out by `model`'s scheme (parallel.param_specs); everything else replicated."""
+  param_specs = parallel.param_specs(state.params, model.replicated_layers(), model.axes)
   specs = jax.tree.map(lambda _: parallel.REPLICATED, state)
   opt_specs = optax.tree_map_params(tx, lambda _, spec: spec, state.opt_state, param_specs,
                                     transform_non_params=lambda _: parallel.REPLICATED)
@@ -60,15 +58,16 @@ def train_state_shapes(config: ml_collections.ConfigDict, model: Any,
                        image_shape: tuple[int, ...]) -> tuple[Callable[..., TrainState],
                                                               TrainState, TrainState]:
   """A fresh state's initializer `init(params_key, dropout_key)` (`models.seed_keys`), its
-  shapes and dtypes (nothing computed), and its partition specs.
+  shapes and dtypes (nothing computed), and its partition specs under `model`'s scheme.
 
-  The keys are arguments, not constants of the program, so that one compiled initializer serves
-  every seed.
+  The state is the single-device network's, whole, whatever the scheme. The keys are arguments,
+  not constants of the program, so that one compiled initializer serves every seed.
   """
   tx = create_optimizer(config)
+  whole = model.clone(axes=parallel.Axes())
 
   def init(params_key: jax.Array, dropout_key: jax.Array) -> TrainState:
-    params = models.init_params(model, image_shape, params_key)
+    params = models.init_params(whole, image_shape, params_key)
     return TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params),
                       rng=dropout_key, epoch_sums=jnp.zeros(3, jnp.float32),
                       lr_cuts=jnp.int32(0), best_eval_error=jnp.float32(np.inf),
@@ -77,7 +76,7 @@ def train_state_shapes(config: ml_collections.ConfigDict, model: Any,
   keys = jax.eval_shape(models.seed_keys, config.seed)
   # The crop is checked with XLA's op set, whichever the run uses: the CPU op set's pooling
   # fails on a window larger than its input before any shape can be read.
-  probe = model.clone(ops=blocks.OPS['xla'])
+  probe = whole.clone(ops=blocks.OPS['xla'])
   probe_params = jax.eval_shape(lambda key: models.init_params(probe, image_shape, key), keys[0])
   empty = [jax.tree_util.keystr(path) for path, leaf in
            jax.tree_util.tree_leaves_with_path(probe_params) if leaf.size == 0]
@@ -86,12 +85,12 @@ def train_state_shapes(config: ml_collections.ConfigDict, model: Any,
                          f'{type(model).__name__}: its pooling leaves no pixels ({empty[0]} is '
                          'empty).')
   abstract = jax.eval_shape(init, *keys)
-  return init, abstract, state_specs(abstract, model.replicated_layers(), tx)
+  return init, abstract, state_specs(abstract, model, tx)
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: Any, image_shape: tuple[int, ...],
                        mesh: jax.sharding.Mesh) -> tuple[TrainState, TrainState]:
-  """A fresh state laid out on `mesh`, and its partition specs.
+  """A fresh state laid out on `mesh` by `model`'s scheme, and its partition specs.
 
   The state is computed whole on one device, then placed shard by shard: every mesh shape
   starts from the same numbers, and one compiled initializer serves every mesh and seed.
@@ -121,7 +120,7 @@ def loss_and_grads(params: Any, batch: dict[str, jax.Array], dropout_key: jax.Ar
     logits = model.apply({'params': models.cast_for_compute(params, compute_dtype)},
                          batch['image'].astype(compute_dtype), train=True,
                          rngs={'dropout': dropout_key}).astype(jnp.float32)
-    loss = lax.pmean(jnp.mean(cross_entropy(logits, batch['label'])), BOTH_AXES)
+    loss = lax.pmean(jnp.mean(cross_entropy(logits, batch['label'])), parallel.ALL_AXES)
     return loss, logits
 
   (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
@@ -147,10 +146,10 @@ def batch_shapes(config: ml_collections.ConfigDict, batch_size: int,
 
 
 def abstract_batch(dataset: ml_collections.ConfigDict, batch_size: int, mesh: jax.sharding.Mesh,
-                   train: bool) -> dict[str, jax.ShapeDtypeStruct]:
+                   train: bool, axes: parallel.Axes) -> dict[str, jax.ShapeDtypeStruct]:
   """A global batch's shapes, dtypes and shardings, as `global_batch` hands it to the steps:
   for compiling them without data."""
-  sharding = NamedSharding(mesh, parallel.BATCH_SPEC)
+  sharding = NamedSharding(mesh, parallel.batch_spec(axes))
   return {key: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
           for key, (shape, dtype) in batch_shapes(dataset, batch_size, train).items()}
 
@@ -180,12 +179,13 @@ def flops_per_device(compiled: Any) -> float | None:
 
 
 def train_step_flops(train_fn: Callable, state: TrainState, dataset: ml_collections.ConfigDict,
-                     batch_size: int, mesh: jax.sharding.Mesh) -> float | None:
+                     batch_size: int, mesh: jax.sharding.Mesh,
+                     axes: parallel.Axes) -> float | None:
   """One train step's FLOPs on one device, from the compiled step's cost analysis (what
   compile_check prints). The compile is the one the first step needs: JAX keeps it."""
   with jax.set_mesh(mesh):
     return flops_per_device(
-        train_fn.lower(state, abstract_batch(dataset, batch_size, mesh, True)).compile())
+        train_fn.lower(state, abstract_batch(dataset, batch_size, mesh, True, axes)).compile())
 
 
 def training_images(batch: dict[str, Any], scale: float = 1.0) -> Any:
@@ -213,11 +213,10 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: Any, tx
   learning_rate = learning_rate_fn(state.step, state.lr_cuts)
   updates, opt_state = tx.update(grads, state.opt_state, state.params,
                                  learning_rate=learning_rate)
-  error = lax.pmean(jnp.mean(jnp.argmax(logits, -1) != batch['label']), BOTH_AXES)
+  error = lax.pmean(jnp.mean(jnp.argmax(logits, -1) != batch['label']), parallel.ALL_AXES)
   grads_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
-  grads_finite = lax.pmin(grads_finite.astype(jnp.int32), BOTH_AXES)
-  num_examples = lax.psum(jnp.float32(batch['label'].shape[0]), parallel.DATA_AXIS)
-  num_examples = lax.pmean(num_examples, parallel.MODEL_AXIS)
+  grads_finite = lax.pmin(grads_finite.astype(jnp.int32), parallel.ALL_AXES)
+  num_examples = parallel.sum_over_batch(jnp.float32(batch['label'].shape[0]), model.axes)
   new_state = state.replace(
       step=state.step + 1, params=optax.apply_updates(state.params, updates),
       opt_state=opt_state,
@@ -253,8 +252,7 @@ def eval_step(params: Any, batch: dict[str, jax.Array], *, model: Any,
           **error_sums(logits, labels, mask)}
   if ten_crop:
     sums.update({f'10crop_{k}': v for k, v in error_sums(ten_crop_probs, labels, mask).items()})
-  return jax.tree.map(lambda x: lax.pmean(lax.psum(x, parallel.DATA_AXIS), parallel.MODEL_AXIS),
-                      sums)
+  return jax.tree.map(lambda x: parallel.sum_over_batch(x, model.axes), sums)
 
 
 def make_steps(config: ml_collections.ConfigDict, model: Any, mesh: jax.sharding.Mesh,
@@ -270,7 +268,7 @@ def make_steps(config: ml_collections.ConfigDict, model: Any, mesh: jax.sharding
                                      learning_rate_fn=learning_rate_fn,
                                      image_scale=config.dataset.scale_after_lighting,
                                      compute_dtype=compute_dtype)
-  batch_spec = lambda *keys: {key: parallel.BATCH_SPEC for key in keys}
+  batch_spec = lambda *keys: {key: parallel.batch_spec(model.axes) for key in keys}
   train_fn = parallel.sharded_step(
       one_train_step, mesh, (specs, batch_spec('image', 'shift', 'flip', 'label')),
       (specs, parallel.REPLICATED), donate_argnums=(0,))
@@ -280,14 +278,16 @@ def make_steps(config: ml_collections.ConfigDict, model: Any, mesh: jax.sharding
   return train_fn, eval_fn
 
 
-def global_batch(batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
-  """This process's rows of a batch, assembled into arrays split over 'data'."""
-  sharding = NamedSharding(mesh, parallel.BATCH_SPEC)
+def global_batch(batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh,
+                 axes: parallel.Axes) -> dict[str, jax.Array]:
+  """This process's rows of a batch, assembled into arrays laid out as the scheme of `axes`
+  splits the examples."""
+  sharding = NamedSharding(mesh, parallel.batch_spec(axes))
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
 
 
 def evaluate(eval_fn: Callable, params: Any, batches: Iterable[dict[str, np.ndarray]],
-             mesh: jax.sharding.Mesh,
+             mesh: jax.sharding.Mesh, axes: parallel.Axes,
              stop_requested: Callable[[], bool] = lambda: False) -> dict[str, float] | None:
   """Loss and top-1/top-5 error (centre crop, and ten crops when the batches have them) over
   every evaluation example exactly once; None when `stop_requested()` before a batch."""
@@ -295,7 +295,7 @@ def evaluate(eval_fn: Callable, params: Any, batches: Iterable[dict[str, np.ndar
   for batch in batches:
     if stop_requested():
       return None
-    sums = eval_fn(params, global_batch(batch, mesh))
+    sums = eval_fn(params, global_batch(batch, mesh, axes))
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   totals = jax.device_get(totals)
   count = float(totals.pop('count'))

@@ -108,6 +108,7 @@ class RunContext:
   config: ml_collections.ConfigDict
   workdir: str
   mesh: jax.sharding.Mesh
+  axes: parallel.Axes  # Where the scheme (config.mesh.scheme) puts the work on the mesh.
   source: input_pipeline.Source
   steps_per_epoch: int
   total_steps: int
@@ -245,8 +246,8 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str,
                source.eval.num_global, steps_per_epoch)
 
   image_shape = (config.dataset.crop_size, config.dataset.crop_size, 3)
-  init_model = models.create_model(config.model, source.num_classes)
-  state, specs = steps.create_train_state(config, init_model, image_shape, mesh)
+  model = models.create_model(config.model, source.num_classes, scheme=config.mesh.scheme)
+  state, specs = steps.create_train_state(config, model, image_shape, mesh)
   num_params = sum(p.size for p in jax.tree.leaves(state.params))
   logging.info('%s: %s parameters.', config.model.name, f'{num_params:,}')
 
@@ -259,8 +260,6 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str,
     paths.write_text(paths.join(workdir, run_folder.CONFIG_FILE),
                      config.to_json_best_effort(indent=2, sort_keys=True))
 
-  model = models.create_model(config.model, source.num_classes, data_axis=parallel.DATA_AXIS,
-                              model_axis=parallel.MODEL_AXIS)
   train_fn, eval_fn = steps.make_steps(config, model, mesh, specs, steps_per_epoch)
   chip = chips.chip_of(jax.devices()[0].device_kind)
   normalization = input_pipeline.Normalization.from_config(config.dataset)
@@ -268,7 +267,7 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str,
       source, config.dataset, batch_size=config.eval_batch_size // process_count,
       normalization=normalization, process_count=process_count)
   run = RunContext(
-      config=config, workdir=workdir, mesh=mesh, source=source,
+      config=config, workdir=workdir, mesh=mesh, axes=model.axes, source=source,
       steps_per_epoch=steps_per_epoch, total_steps=total_steps, process_index=process_index,
       process_count=process_count, train_fn=train_fn, eval_fn=eval_fn, manager=manager,
       writer=metrics_log.MetricsWriter(workdir, process_index == 0, start_step=progress.step),
@@ -277,7 +276,7 @@ def _set_up(config: ml_collections.ConfigDict, workdir: str,
       commit=run_folder.code_version(),
       profiler=profiling.StepProfiler(workdir, config.profile_steps),
       step_flops=steps.train_step_flops(train_fn, progress.state, config.dataset,
-                                        config.batch_size, mesh),
+                                        config.batch_size, mesh, model.axes),
       peak_flops=chips.peak_flops(chip, config.compute_dtype) if chip else None)
   logging.info('Code version %s.', run.commit)
   return run, progress
@@ -404,7 +403,7 @@ def _train_epoch(run: RunContext, progress: Progress) -> Progress:
   for batch in batches:
     position = int(batch.pop(input_pipeline.POSITION))
     with run.profiler.step(step + 1):
-      state, metrics = run.train_fn(state, steps.global_batch(batch, run.mesh))
+      state, metrics = run.train_fn(state, steps.global_batch(batch, run.mesh, run.axes))
     step += 1
     run.profiler.after_step(step, (state, metrics))
     unchecked.append((step, metrics))
@@ -447,7 +446,8 @@ def _end_epoch(run: RunContext, progress: Progress) -> Progress:
       return signal_number is not None
 
     eval_metrics = steps.evaluate(run.eval_fn, state.params,
-                                  run.eval_batches.as_numpy_iterator(), run.mesh, stop_requested)
+                                  run.eval_batches.as_numpy_iterator(), run.mesh, run.axes,
+                                  stop_requested)
     if eval_metrics is None:  # Stopped promptly: the trained step is kept, evaluated on resume.
       if not progress.eval_pending:
         _save(run, Progress(state, step, last_metrics, history, eval_pending=True), [])

@@ -2,7 +2,7 @@
 
 import ml_collections
 
-from alexnet_jax import blocks, convnet_layers, image_stats, models
+from alexnet_jax import blocks, convnet_layers, image_stats, models, parallel
 from alexnet_jax.errors import UserInputError
 
 LR_SCHEDULES = ('plateau', 'piecewise')
@@ -75,6 +75,11 @@ def validate_config(config: ml_collections.ConfigDict,
   _one_of(config, 'lr_schedule', LR_SCHEDULES)
   _one_of(config, 'distributed.initialize', DISTRIBUTED)
   _one_of(config, 'dataset.bad_images', BAD_IMAGES)
+  _one_of(config, 'mesh.scheme', parallel.SCHEMES)
+  _check(config.mesh.scheme != 'hybrid' or models.hidden_fc_features(config.model),
+         f"config.mesh.scheme='hybrid' splits the hidden fully-connected layers, and this "
+         f'{config.model.name} has none before its classifier: use \'data\' (the same step '
+         'here).')
   for key in ('model.pool_size', 'model.pool_stride', 'batch_size', 'eval_batch_size',
               'num_epochs', 'log_every_steps', 'checkpoint_every_steps', 'eval_every_epochs',
               'dataset.image_size', 'dataset.crop_size', 'model.contrast_norm_size',
@@ -129,7 +134,18 @@ def validate_for_mesh(config: ml_collections.ConfigDict, num_data: int, num_mode
   _check(not has_towers or config.model.num_towers % num_model == 0,
          f'config.model.num_towers={config.model.num_towers} is not divisible by the model axis '
          f'of the mesh, {axis("model", num_model)}.')
+  scheme = config.mesh.scheme
+  # 'towers' splits the batch over 'data'; 'data' and 'hybrid' over every device.
+  num_batch_shards = num_data if scheme == 'towers' else num_data * num_model
+  batch_axes = axis('data', num_data) if scheme == 'towers' else \
+      f'{axis("data", num_data)} x {axis("model", num_model)} under mesh.scheme={scheme!r}'
   for key in ('batch_size', 'eval_batch_size'):
-    _check(config[key] % num_data == 0 and config[key] % process_count == 0,
-           f'config.{key}={config[key]} is not divisible by the data axis of the mesh '
-           f'({axis("data", num_data)}) and the number of processes ({process_count}).')
+    _check(config[key] % num_batch_shards == 0 and config[key] % process_count == 0,
+           f'config.{key}={config[key]} is not divisible by the devices that split the batch '
+           f'({batch_axes}) and the number of processes ({process_count}).')
+  if scheme == 'hybrid':
+    for features in models.hidden_fc_features(config.model):
+      _check(features % (num_data * num_model) == 0,
+             f'a hidden fully-connected layer of {features} outputs cannot be split over the '
+             f'{num_data * num_model} devices of mesh.scheme=\'hybrid\' '
+             f'({axis("data", num_data)} x {axis("model", num_model)}).')

@@ -30,12 +30,11 @@ def jax_train_step(config: ml_collections.ConfigDict, num_classes: int,
   network at config.batch_size and config.dataset.crop_size on a (data, model) mesh."""
   size = config.dataset.crop_size
   mesh = parallel.create_mesh(*mesh_shape)
-  state, specs = steps.create_train_state(config, models.create_model(config.model, num_classes),
-                                          (size, size, 3), mesh)
-  model = models.create_model(config.model, num_classes, data_axis=parallel.DATA_AXIS,
-                              model_axis=parallel.MODEL_AXIS)
+  model = models.create_model(config.model, num_classes, scheme=config.mesh.scheme)
+  state, specs = steps.create_train_state(config, model, (size, size, 3), mesh)
   train_fn, _ = steps.make_steps(config, model, mesh, specs, steps_per_epoch=1000)
-  batch = steps.global_batch(training_batch(config.batch_size, size, num_classes), mesh)
+  batch = steps.global_batch(training_batch(config.batch_size, size, num_classes), mesh,
+                             model.axes)
   with jax.set_mesh(mesh):
     cost = steps.cost_analysis(train_fn.lower(state, batch).compile())
   # XLA counts one device's share of the shard_mapped step.

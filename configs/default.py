@@ -175,6 +175,12 @@ def get_config(variant: str = 'imagenet') -> ml_collections.ConfigDict:
   config.mesh = ml_collections.ConfigDict()
   config.mesh.data = -1
   config.mesh.model = 1
+  # Where the work lies on the mesh (alexnet_jax/parallel.py): 'towers', the paper's (the batch
+  # over 'data', every layer's output channels over 'model'); 'data' (every parameter on every
+  # device, the batch over all of them); 'hybrid', Krizhevsky's "One weird trick" (2014): conv
+  # layers data parallel over every device, fc layers split over every device, the conv features
+  # of the whole batch gathered to each before the first fc layer.
+  config.mesh.scheme = 'towers'
   # When JAX runs on the CPU: how many devices to split the cores into. XLA:CPU runs each
   # convolution on one core, so one device per core (data replicas) trains ~1.6x faster on 2
   # cores. -1: as many as there are cores, down to the largest count that divides both batch

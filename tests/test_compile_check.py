@@ -48,7 +48,8 @@ for config in configs:
   print(json.dumps({{'kind': devices[0].device_kind, 'mesh': mesh, 'hbm': chip.hbm_bytes,
                     'total': step.total_bytes, 'arguments': step.argument_bytes,
                     'temp': step.temp_bytes, 'flops': step.flops,
-                    'collectives': [[*key, n] for key, n in step.collectives.items()]}}))
+                    'collectives': [[*key, n] for key, n in step.collectives.items()],
+                    'collective_bytes': [[*key, n] for key, n in step.collective_bytes.items()]}}))
 '''
   done = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
                         timeout=900)
@@ -57,14 +58,15 @@ for config in configs:
 
 
 def test_the_train_step_compiles_for_a_tpu_slice_with_the_designed_collectives():
-  """A small two-tower net on a (2, 2) mesh."""
-  (step,) = _compile(('default', 'config.model.conv_features = (16, 32, 48, 48, 32)',
-                      'config.model.fc_features = (64, 64)',
-                      'config.dataset.update(image_size=72, crop_size=67)',
-                      'config.mesh.update(data=2, model=2)'))
-  assert step['kind'].startswith('TPU v5') and step['mesh'] == [2, 2]
+  """A small two-tower net on a (2, 2) mesh, under the towers and the hybrid scheme."""
+  small = ('config.model.conv_features = (16, 32, 48, 48, 32)',
+           'config.model.fc_features = (64, 64)',
+           'config.dataset.update(image_size=72, crop_size=67)',
+           'config.mesh.update(data=2, model=2)')
+  towers, hybrid = _compile(('default', *small), ('default', *small, 'config.mesh.scheme = "hybrid"'))
+  assert towers['kind'].startswith('TPU v5') and towers['mesh'] == [2, 2]
   by_kind = {}
-  for kind, axis, what, count in step['collectives']:
+  for kind, axis, what, count in towers['collectives']:
     by_kind.setdefault((kind, axis), []).extend([what] * count)
   # The layers that read both towers gather them over 'model' (Figure 2); nothing else does.
   assert sorted(by_kind[('all-gather', 'model')]) == ['conv3', 'fc6', 'fc7', 'fc8']
@@ -72,7 +74,12 @@ def test_the_train_step_compiles_for_a_tpu_slice_with_the_designed_collectives()
   # The gradients of the parameters each data replica holds are summed over 'data'.
   assert any(what.endswith('arrays') and int(what.split()[0]) >= 10
              for what in by_kind[('all-reduce', 'data')])
-  assert 0 < step['arguments'] < step['total'] < step['hbm'] and step['flops'] > 0
+  assert 0 < towers['arguments'] < towers['total'] < towers['hbm'] and towers['flops'] > 0
+  # Hybrid: the conv features of the batch (8 examples, conv5's 32 maps of 1x1 in float32, a
+  # device's 2 of them) gathered once over every device; each device's operand is its 2 x 32.
+  sizes = {(kind, axis, what): n for kind, axis, what, n in hybrid['collective_bytes']}
+  assert sizes[('all-gather', 'data+model', 'whole_batch')] == 2 * 32 * 4
+  assert all(n > 0 for n in sizes.values())
 
 
 @slow  # 40 s of TPU compiles; docs/accelerators.md's table shows the same on the paper's net.
@@ -110,16 +117,20 @@ def test_topologies_and_collective_groups_are_parsed():
   assert compile_check.mesh_axis([[0, 1], [2, 3]], (2, 2)) == 'model'
   assert compile_check.mesh_axis([[0, 1, 2, 3]], (2, 2)) == 'data+model'
   assert dict(compile_check.collectives(line, (2, 2))) == {('all-reduce', 'data', '2 arrays'): 1}
+  gather = ('%ag = f32[8,64]{1,0} all-gather(f32[2,64]{1,0} %x), channel_id=2, '
+            'replica_groups=[1,4]<=[4], dimensions={0}, metadata={op_name="jit(f)/whole_batch/ag"}')
+  assert dict(compile_check.collectives(gather, (2, 2), 'bytes')) == {
+      ('all-gather', 'data+model', 'whole_batch'): 2 * 64 * 4}
 
 
 def test_a_count_the_compiler_does_not_give_reads_n_a_never_0():
   step = compile_check.StepReport('train', 1.0, 2 * 2**30, 2**30, 2**30, 2**29, None, None,
-                                  collections.Counter(), 128)
+                                  collections.Counter(), collections.Counter(), 128)
   chip = chips.CHIPS['h100']
   text = compile_check.describe(step, chip)
   assert '  work: n/a GFLOP, n/a GB accessed' in text
   assert 'bound: none (this compiler gives no FLOP or byte counts)' in text
-  row = compile_check.markdown_row('default', 'h100:8', (8, 1), 'float32', step, chip)
+  row = compile_check.markdown_row('default', 'h100:8', (8, 1), 'towers', 'float32', step, chip)
   assert '| n/a | n/a |' in row and row.endswith('| n/a |') and '0.0 |' not in row
   known = dataclasses.replace(step, flops=989e9, bytes_accessed=None)  # 1 ms of compute.
   assert '  work: 989.00 GFLOP, n/a GB accessed' in compile_check.describe(known, chip)

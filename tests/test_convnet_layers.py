@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alexnet_jax import blocks, convnet_layers, models, optim, run_folder
-from configs import common, cuda_convnet_cifar, default, relu_vs_tanh
+from alexnet_jax import blocks, convnet_layers, models, optim, run_folder, validation
+from configs import common, cuda_convnet_cifar, default, relu_vs_tanh, weird_trick
 
 RNG = np.random.default_rng(0)
 
@@ -225,3 +225,53 @@ def test_per_layer_weight_decay_and_rate_follow_the_layer_params():
 def test_bad_layer_specs_are_named(spec, message):
   with pytest.raises(ValueError, match=message):
     convnet_layers.parse_layers(spec)
+
+
+@pytest.mark.parametrize('variant', weird_trick.VARIANTS)
+def test_the_sequels_one_gpu_net_has_its_layers_and_parameter_count(variant):
+  """layers-223-1gpu.cfg (and torchvision's shape) at 227 px, 1000 classes: each layer's kernel
+  and the parameter count by hand."""
+  config = weird_trick.get_config(variant)
+  validation.validate_config(config)
+  model = models.create_model(config.model, 1000)
+  params = jax.eval_shape(lambda: models.init_params(model, (227, 227, 3),
+                                                     jax.random.PRNGKey(0)))
+  kernels = {name: layer['kernel'].shape for name, layer in params.items()}
+  assert kernels == {'conv1': (11, 11, 3, 64), 'conv2': (5, 5, 64, 192),
+                     'conv3': (3, 3, 192, 384), 'conv4': (3, 3, 384, 256),
+                     'conv5': (3, 3, 256, 256), 'fc6': (6 * 6 * 256, 4096),
+                     'fc7': (4096, 4096), 'fc8': (4096, 1000)}
+  by_hand = (11 * 11 * 3 * 64 + 64) + (5 * 5 * 64 * 192 + 192) + (3 * 3 * 192 * 384 + 384) + (
+      3 * 3 * 384 * 256 + 256) + (3 * 3 * 256 * 256 + 256) + (9216 * 4096 + 4096) + (
+          4096 * 4096 + 4096) + (4096 * 1000 + 1000)
+  assert sum(leaf.size for leaf in jax.tree.leaves(params)) == by_hand == 61_100_840
+  # epsW's dexp schedule: four rates, the last 1/250 of the first, a quarter of training each.
+  assert config.lr_decay_factor ** 3 == pytest.approx(1 / 250)
+  assert config.lr_boundaries_epochs == (22.5, 45.0, 67.5)
+
+
+def test_initial_biases_min_div_and_dropout_layers():
+  """init_bias sets a layer's biases; cmrnorm's min_div is the k of the LRN formula; a dropout
+  layer keeps each fc output with probability keep, scaled by 1/keep, in training only."""
+  model = convnet_layers.LayerNet(num_classes=3, layers=(
+      'conv1 conv filters=4 size=3 padding=1 init_bias=1',
+      'norm1 cmrnorm size=3 scale=0.5 pow=1 min_div=2',
+      'fc2 fc outputs=400 init_bias=-7 act=1', 'drop2 dropout keep=0.25', 'fc3 fc'))
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 6, 6, 3))
+  params = model.init({'params': jax.random.PRNGKey(0)}, x, train=False)['params']
+  assert np.all(params['conv1']['bias'] == 1.0) and np.all(params['fc2']['bias'] == -7.0)
+  assert np.all(params['fc3']['bias'] == 0.0)
+  assert convnet_layers.cross_map_norm_constants(3, 0.5, 1.0, 2.0) == {
+      'k': 2.0, 'n': 3, 'alpha': 0.5 / 3, 'beta': 1.0}
+  params['fc2']['bias'] = jnp.ones_like(params['fc2']['bias'])  # Every unit alive.
+  without_dropout = model.clone(layers=tuple(l for l in model.layers if 'dropout' not in l))
+  tested = model.apply({'params': params}, x, train=False)
+  np.testing.assert_array_equal(tested, without_dropout.apply({'params': params}, x, train=False))
+  trained = model.apply({'params': params}, x, train=True, rngs={'dropout': jax.random.PRNGKey(2)})
+  assert not np.allclose(trained, tested)
+  kept = blocks.dropout(jnp.ones((2, 400)), 0.75, jax.random.PRNGKey(3), rows_axis=None,
+                        columns_axis=None)
+  assert set(np.unique(np.asarray(kept))) == {0.0, 4.0}
+  assert abs(float(jnp.mean(kept > 0)) - 0.25) < 0.05
+  with pytest.raises(ValueError, match='a dropout layer must follow an fc layer'):
+    convnet_layers.parse_layers(('d dropout keep=0.5', 'fc fc'))

@@ -182,7 +182,7 @@ def test_paper_initialisation():
 
 def test_dropout_scales_kept_units_and_drops_at_the_rate():
   x = jnp.ones((64, 512))
-  y = blocks.dropout(x, 0.5, jax.random.PRNGKey(0), data_axis=None, model_axis=None)
+  y = blocks.dropout(x, 0.5, jax.random.PRNGKey(0), rows_axis=None, columns_axis=None)
   assert set(np.unique(np.asarray(y))) == {0.0, 2.0}
   assert abs(float(jnp.mean(y == 0)) - 0.5) < 0.02
 

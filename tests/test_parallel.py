@@ -1,7 +1,9 @@
-"""Every mesh shape computes the single-device grouped network (8 CPU devices, conftest.py)."""
+"""Every scheme and mesh shape computes the single-device grouped network (8 CPU devices,
+conftest.py)."""
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -13,8 +15,8 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from alexnet_jax import blocks, compile_check, models, naming, parallel, steps, train
-from configs import default
+from alexnet_jax import blocks, checkpoints, compile_check, models, naming, parallel, steps, train
+from configs import default, relu_vs_tanh
 from tests.helpers import SMALL_ALEXNET, assert_close, latest_params
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,15 +41,17 @@ def tiny_config():
   return config
 
 
-# Every cuda-convnet layer type, small, for the meshes too.
+# Every cuda-convnet layer type, small, for the meshes too: the sequel's too (cmrnorm's min_div,
+# initial biases, dropout after an fc layer).
 TINY_LAYERS = ('conv1 conv filters=8 size=5 padding=2 init_std=0.05',
                'pool1 pool kind=max size=3 stride=2 act=1',
                'rnorm1 rnorm size=3 scale=0.001 pow=0.75',
-               'conv2 conv filters=8 size=3 padding=1 init_std=0.05 act=1',
-               'rnorm2 cmrnorm size=3 scale=0.01 pow=0.75',
+               'conv2 conv filters=8 size=3 padding=1 init_std=0.05 init_bias=0.5 act=1',
+               'rnorm2 cmrnorm size=3 scale=0.01 pow=0.75 min_div=2',
                'pool2 pool kind=avg size=3 stride=2',
                'local3 local filters=4 size=3 padding=1 init_std=0.05 act=1',
-               'fc4 fc outputs=16 init_std=0.05 act=1',
+               'fc4 fc outputs=16 init_std=0.05 init_bias=0.1 act=1',
+               'drop4 dropout keep=0.5',
                'fc5 fc init_std=0.05')
 
 
@@ -91,45 +95,59 @@ def single_device_reference(config, params, batch, dropout_key):
   return logits, loss, grads, jax.tree.map(jnp.add, params, updates)
 
 
-@pytest.mark.parametrize('make_config,meshes', [
-    (tiny_config, MESHES),
-    (tiny_layer_net_config, MESHES),  # Its layers split over 'model' too.
+def tiny_figure1_config():
+  """The Figure-1 net (no hidden fc layer) on the same images."""
+  config = tiny_config()
+  config.model = relu_vs_tanh.get_config('figure1_net').model
+  config.model.conv_features = (8, 8, 16)
+  return config
+
+
+def sharded_forward(model, mesh, specs):
+  """(loss, logits, gradients) under `model`'s scheme, jitted: the logits of every device,
+  [model copies, batch, classes] under 'towers' (each model shard has its rows' logits)."""
+  towers = model.axes == parallel.SCHEMES['towers']
+
+  def forward(p, b, key):
+    loss, logits, grads = steps.loss_and_grads(p, b, key, model=model)
+    return loss, logits[None] if towers else logits, grads
+
+  batch = {'image': parallel.batch_spec(model.axes), 'label': parallel.batch_spec(model.axes)}
+  logits_spec = P('model', 'data') if towers else parallel.batch_spec(model.axes)
+  return parallel.sharded_step(forward, mesh, (specs.params, batch, P()),
+                               (P(), logits_spec, specs.params))
+
+
+@pytest.mark.parametrize('make_config,schemes', [
+    (tiny_config, ('towers', 'data', 'hybrid')),
+    (tiny_layer_net_config, ('towers', 'hybrid')),  # The sequel's layer types.
+    (tiny_figure1_config, ('data',)),
 ])
-def test_every_mesh_matches_the_single_device_network(make_config, meshes):
+def test_every_scheme_matches_the_single_device_network(make_config, schemes):
+  """On a (4, 2) mesh, each scheme's logits, loss, gradients and updated parameters equal the
+  plain network's on one device, dropout included."""
   config = make_config()
   batch = batch_of(8)
-  base_model = models.create_model(config.model, 10)
-  state, _ = steps.create_train_state(config, base_model, (IMAGE, IMAGE, 3),
-                                      parallel.create_mesh(1, 1))
-  params = jax.device_get(state.params)
-  dropout_key = np.asarray(jax.random.fold_in(state.rng, 0))  # Uncommitted: any mesh takes it.
-  ref_logits, ref_loss, ref_grads, ref_next = single_device_reference(
-      config, params, network_batch(batch), dropout_key)
-  assert float(jnp.std(ref_logits)) > 1e-4
-  assert all(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(ref_grads))
-
-  for num_data, num_model in meshes:
-    mesh = parallel.create_mesh(num_data, num_model)
-    state, specs = steps.create_train_state(config, base_model, (IMAGE, IMAGE, 3), mesh)
-    model = models.create_model(config.model, 10, data_axis='data', model_axis='model')
+  params = None
+  for scheme in schemes:
+    config.mesh.scheme = scheme
+    mesh = parallel.create_mesh(4, 2)
+    model = models.create_model(config.model, 10, scheme=scheme)
     assert model.ops is blocks.OPS['handwritten']
-
-    def forward(p, b, key):
-      loss, logits, grads = steps.loss_and_grads(p, b, key, model=model)
-      return loss, logits[None], grads  # One copy of the logits per model shard.
-
-    batch_specs = {'image': parallel.BATCH_SPEC, 'label': parallel.BATCH_SPEC}
-    forward = parallel.sharded_step(
-        forward, mesh, (specs.params, batch_specs, P()),
-        (P(), P('model', 'data'), specs.params))
+    state, specs = steps.create_train_state(config, model, (IMAGE, IMAGE, 3), mesh)
+    if params is None:  # The state is the same whole one under every scheme.
+      params = jax.device_get(state.params)
+      dropout_key = np.asarray(jax.random.fold_in(state.rng, 0))  # Uncommitted: any mesh.
+      ref_logits, ref_loss, ref_grads, ref_next = single_device_reference(
+          config, params, network_batch(batch), dropout_key)
+      assert float(jnp.std(ref_logits)) > 1e-4
+      assert all(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(ref_grads))
     train_fn, _ = steps.make_steps(config, model, mesh, specs, steps_per_epoch=8)
     with jax.set_mesh(mesh):
-      loss, logits, grads = forward(state.params, steps.global_batch(network_batch(batch), mesh),
-                                    dropout_key)
-      next_state, metrics = train_fn(state, steps.global_batch(batch, mesh))
-    where = f'mesh {(num_data, num_model)}'
-    assert logits.shape == (num_model, 8, 10), where
-    for copy in logits:
+      loss, logits, grads = sharded_forward(model, mesh, specs)(
+          state.params, steps.global_batch(network_batch(batch), mesh, model.axes), dropout_key)
+      next_state, metrics = train_fn(state, steps.global_batch(batch, mesh, model.axes))
+    for copy in (logits if scheme == 'towers' else [logits]):
       assert_close(copy, ref_logits)
     assert_close(loss, ref_loss)
     assert_close(metrics['loss'], ref_loss)
@@ -139,10 +157,42 @@ def test_every_mesh_matches_the_single_device_network(make_config, meshes):
       assert_close(got, want)
 
 
+def test_hybrid_gathers_the_conv_features_once_and_reduces_no_fc_gradient():
+  """The hybrid step on a (4, 2) mesh: one all-gather of the conv features over every device,
+  its transpose, and no collective of an fc layer's weights' gradients (only the conv layers'
+  and the classifier's are summed)."""
+  config = tiny_config()
+  config.mesh.scheme = 'hybrid'
+  mesh = parallel.create_mesh(4, 2)
+  model = models.create_model(config.model, 10, scheme='hybrid')
+  state, specs = steps.create_train_state(config, model, (IMAGE, IMAGE, 3), mesh)
+  assert specs.params['fc6']['kernel'] == P(None, parallel.ALL_AXES)
+  assert specs.params['conv1']['kernel'] == specs.params['fc8']['kernel'] == P()
+  train_fn, _ = steps.make_steps(config, model, mesh, specs, steps_per_epoch=8)
+  with jax.set_mesh(mesh):
+    hlo = train_fn.lower(state, steps.global_batch(batch_of(8), mesh, model.axes)).compile()
+  found = compile_check.collectives(hlo.as_text(), (4, 2))
+  gathers = {key: n for key, n in found.items() if key[0] == 'all-gather'}
+  assert gathers[('all-gather', 'data+model', 'whole_batch')] == 1
+  # fc7 and the classifier read the fc layers' outputs of every device: those are gathered too.
+  assert set(gathers) == {('all-gather', 'data+model', layer)
+                          for layer in ('whole_batch', 'fc7', 'fc8')}
+  # No collective carries the gradient of fc6's or fc7's kernel (this device's slice, computed
+  # whole here): no collective operand has its shape.
+  local_shapes = {tuple(leaf.shape[:-1]) + (leaf.shape[-1] // 8,)
+                  for name in ('fc6', 'fc7') for leaf in [state.params[name]['kernel']]}
+  operand_shapes = {tuple(int(d) for d in dims.split(','))
+                    for line in hlo.as_text().splitlines()
+                    if re.search(r'= .*\b(all-reduce|reduce-scatter|all-gather)(-start)?\(', line)
+                    for dims in re.findall(r'f32\[([\d,]+)\]', line)}
+  assert local_shapes and not local_shapes & operand_shapes, (local_shapes, operand_shapes)
+
+
 def test_each_device_holds_half_of_every_kernel():
   config = default.get_config()  # The paper's network.
   mesh = parallel.create_mesh(1, 2)
-  state, _ = steps.create_train_state(config, models.create_model(config.model, 1000),
+  state, _ = steps.create_train_state(config, models.create_model(config.model, 1000,
+                                                                  scheme='towers'),
                                       (227, 227, 3), mesh)
   half = {'conv1': (11, 11, 3, 48), 'conv2': (5, 5, 48, 128), 'conv3': (3, 3, 256, 192),
           'conv4': (3, 3, 192, 192), 'conv5': (3, 3, 192, 128), 'fc6': (9216, 2048),
@@ -164,20 +214,20 @@ def collectives(hlo_text: str) -> dict[tuple[str, str, str], int]:
 def test_hlo_has_the_four_all_gathers_and_no_other_collective():
   config = tiny_config()
   mesh = parallel.create_mesh(1, 2)
-  state, specs = steps.create_train_state(config, models.create_model(config.model, 10),
-                                          (IMAGE, IMAGE, 3), mesh)
-  model = models.create_model(config.model, 10, data_axis='data', model_axis='model')
+  model = models.create_model(config.model, 10, scheme='towers')
+  state, specs = steps.create_train_state(config, model, (IMAGE, IMAGE, 3), mesh)
   forward = parallel.sharded_step(
       lambda p, x: model.apply({'params': p}, x, train=False)[None], mesh,
       (specs.params, parallel.BATCH_SPEC), P('model', 'data'))
   with jax.set_mesh(mesh):
-    images = steps.global_batch(network_batch(batch_of(8)), mesh)['image']
+    images = steps.global_batch(network_batch(batch_of(8)), mesh, model.axes)['image']
     hlo = forward.lower(state.params, images).compile().as_text()
     # conv3, fc6, fc7 and fc8 read both towers; nothing else communicates in the forward pass.
     assert collectives(hlo) == {('all-gather', 'model', layer): 1
                                 for layer in ('conv3', 'fc6', 'fc7', 'fc8')}
     train_fn, _ = steps.make_steps(config, model, mesh, specs, steps_per_epoch=8)
-    hlo = train_fn.lower(state, steps.global_batch(batch_of(8), mesh)).compile().as_text()
+    hlo = train_fn.lower(state, steps.global_batch(batch_of(8), mesh, model.axes)).compile(
+        ).as_text()
   gathers = {key: n for key, n in collectives(hlo).items() if key[0] == 'all-gather'}
   assert gathers == {('all-gather', 'model', layer): 1  # Their transposes are reduce-scatters.
                      for layer in ('conv3', 'fc6', 'fc7', 'fc8')}
@@ -189,20 +239,32 @@ def _step_losses(workdir):
   return {r['step']: r['train_loss'] for r in records if 'train_loss' in r}
 
 
-def test_checkpoint_moves_between_meshes(tmp_path):
-  def run(workdir, mesh, num_epochs):
+def test_checkpoint_moves_between_meshes_and_schemes(tmp_path):
+  def run(workdir, mesh, num_epochs, scheme='towers'):
     config = tiny_config()
     config.mesh.data, config.mesh.model = mesh
+    config.mesh.scheme = scheme
     config.num_epochs = num_epochs
     train.train_and_evaluate(config, str(workdir))
+    return config
 
   run(tmp_path / 'moved', (1, 2), 1)
-  run(tmp_path / 'moved', (2, 1), 2)  # Resumes the (1, 2) checkpoint at step 8.
+  hybrid = run(tmp_path / 'moved', (2, 1), 2, 'hybrid')  # Resumes the (1, 2) checkpoint at step 8.
   run(tmp_path / 'straight', (1, 2), 2)
   moved, straight = _step_losses(tmp_path / 'moved'), _step_losses(tmp_path / 'straight')
   assert sorted(moved) == sorted(straight) == list(range(1, 17))
   for step in range(9, 17):  # The loss of the first step after the move, and of the rest.
     assert moved[step] == pytest.approx(straight[step], rel=1e-5)
+  # The towers' checkpoint, read into the hybrid scheme's layout, is the saved state bit for bit.
+  mesh = parallel.create_mesh(2, 1)
+  model = models.create_model(hybrid.model, 10, scheme='hybrid')
+  fresh, _ = steps.create_train_state(hybrid, model, (IMAGE, IMAGE, 3), mesh)
+  with checkpoints.create_manager(str(tmp_path / 'moved'), read_only=True) as manager:
+    restored = checkpoints.restore_step(manager, 8, fresh)
+    on_host = checkpoints.restore_on_host(manager, 8)
+  assert restored.params['fc6']['kernel'].sharding.spec == P(None, parallel.ALL_AXES)
+  for got, want in zip(jax.tree.leaves(restored.params), jax.tree.leaves(on_host['params'])):
+    np.testing.assert_array_equal(np.asarray(got), want)
 
 
 def test_mesh_shape_resolution():
@@ -276,16 +338,16 @@ def test_two_processes_match_one_process(tmp_path, caplog):
 
 def test_any_optax_optimizers_state_shards_like_the_parameters():
   config = tiny_config()
-  model = models.create_model(config.model, 10)
-  abstract = jax.eval_shape(lambda: model.init({'params': jax.random.PRNGKey(0)},
-                                               jnp.zeros((1, IMAGE, IMAGE, 3)), train=False))
+  model = models.create_model(config.model, 10, scheme='towers')
+  abstract = jax.eval_shape(lambda: models.create_model(config.model, 10).init(
+      {'params': jax.random.PRNGKey(0)}, jnp.zeros((1, IMAGE, IMAGE, 3)), train=False))
   params = abstract['params']
-  param_specs = parallel.param_specs(params, model.replicated_layers())
+  param_specs = parallel.param_specs(params, model.replicated_layers(), model.axes)
   tx = optax.adam(1e-3)  # Two copies of the parameter tree (mu, nu) and a step count.
   state = steps.TrainState(step=0, params=params, opt_state=jax.eval_shape(tx.init, params),
                            rng=0, epoch_sums=0, lr_cuts=0, best_eval_error=0,
                            evals_without_improvement=0)
-  specs = steps.state_specs(state, model.replicated_layers(), tx)
+  specs = steps.state_specs(state, model, tx)
   adam_specs = specs.opt_state[0]
   assert adam_specs.mu == param_specs and adam_specs.nu == param_specs
   assert adam_specs.count == P()

@@ -170,7 +170,19 @@ def test_the_checkpoints_name_their_experiment_when_config_json_is_lost(tmp_path
      r'config.model.num_towers=1 would change nothing: cifar_net does not read '
      r'model.num_towers \(the Figure-1 net has one tower'),
     ({'batch_size': 30, 'mesh.data': 4},
-     r'config.batch_size=30 is not divisible by the data axis of the mesh \(config.mesh.data=4\)'),
+     r'config.batch_size=30 is not divisible by the devices that split the batch '
+     r'\(config.mesh.data=4\)'),
+    ({'batch_size': 36, 'mesh.data': 4, 'mesh.model': 2, 'mesh.scheme': 'data'},
+     r'config.batch_size=36 is not divisible by the devices that split the batch '
+     r"\(config.mesh.data=4 x config.mesh.model=2 under mesh.scheme='data'\)"),
+    ({'mesh.scheme': 'pipeline'},
+     r"config.mesh.scheme='pipeline' is not allowed; use one of \['towers', 'data', 'hybrid'\]"),
+    ({'mesh.scheme': 'hybrid'},  # The Figure-1 net: no fc layer but its classifier.
+     r"config.mesh.scheme='hybrid' splits the hidden fully-connected layers, and this cifar_net "
+     r"has none before its classifier: use 'data'"),
+    ({'mesh.scheme': 'hybrid', 'mesh.data': 8, 'model.fc_features': (36,)},
+     r"a hidden fully-connected layer of 36 outputs cannot be split over the 8 devices of "
+     r"mesh.scheme='hybrid'"),
     ({'mesh.data': 16}, r'config.mesh.data=16 x config.mesh.model=1 does not fit the 8 devices'),
     ({'dataset.mean': 'median'},
      r"config.dataset.mean='median' is not allowed; use one of \['rgb', 'image'\]"),

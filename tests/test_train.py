@@ -89,15 +89,15 @@ def test_evaluation_counts_every_example_once_on_the_centre_and_ten_crops():
   source = input_pipeline.create_source(config.dataset)
   mesh = parallel.create_mesh(1, 1)
   model = models.create_model(config.model, source.num_classes)
-  state, specs = steps.create_train_state(config, model, (28, 28, 3), mesh)
-  sharded_model = models.create_model(config.model, source.num_classes, data_axis='data',
-                                      model_axis='model')
+  sharded_model = models.create_model(config.model, source.num_classes, scheme='towers')
+  state, specs = steps.create_train_state(config, sharded_model, (28, 28, 3), mesh)
   _, eval_fn = steps.make_steps(config, sharded_model, mesh, specs, steps_per_epoch=16)
   results = []
   with jax.set_mesh(mesh):
     for batch_size in (16, 100):  # Padded last batch, and one batch of everything.
       batches = input_pipeline.eval_batches(source, config.dataset, batch_size=batch_size)
-      results.append(steps.evaluate(eval_fn, state.params, batches.as_numpy_iterator(), mesh))
+      results.append(steps.evaluate(eval_fn, state.params, batches.as_numpy_iterator(), mesh,
+                                    sharded_model.axes))
   images, labels = input_pipeline.synthetic_images(100, 10, 32, seed=1)
   images = images.astype(np.float32) - np.asarray(config.dataset.mean_rgb)
   corners = [images[:, y:y + 28, x:x + 28] for y, x in ((0, 0), (0, 4), (4, 0), (4, 4), (2, 2))]
@@ -123,7 +123,7 @@ def test_bfloat16_compute_stays_near_float32_and_keeps_float32_state():
   config = small_config(**{'model.lrn': True})
   mesh = parallel.create_mesh(1, 1)
   base_model = models.create_model(config.model, 10)
-  model = models.create_model(config.model, 10, data_axis='data', model_axis='model')
+  model = models.create_model(config.model, 10, scheme='towers')
   rng = np.random.default_rng(0)
   batch = {'image': rng.integers(0, 256, (32, 32, 32, 3)).astype(np.uint8),
            'shift': rng.normal(-120, 10, (32, 3)).astype(np.float32),
@@ -132,11 +132,11 @@ def test_bfloat16_compute_stays_near_float32_and_keeps_float32_state():
   results = {}
   for dtype in ('float32', 'bfloat16'):
     config.compute_dtype = dtype
-    state, specs = steps.create_train_state(config, base_model, (32, 32, 3), mesh)
+    state, specs = steps.create_train_state(config, model, (32, 32, 3), mesh)
     params = jax.device_get(state.params)  # The step donates the state.
     train_fn, _ = steps.make_steps(config, model, mesh, specs, steps_per_epoch=8)
     with jax.set_mesh(mesh):
-      next_state, metrics = train_fn(state, steps.global_batch(batch, mesh))
+      next_state, metrics = train_fn(state, steps.global_batch(batch, mesh, model.axes))
     logits = base_model.apply({'params': models.cast_for_compute(params, jnp.dtype(dtype))},
                               images.astype(dtype), train=False)
     results[dtype] = (np.asarray(logits, np.float32), float(metrics['loss']), next_state)
@@ -176,13 +176,11 @@ def test_imagenette_131_config_trains_on_a_generated_folder_at_its_resolution(tm
                                           epoch=0, num_batches=1))
   assert source.num_classes == 10 and batch['image'].shape == (8, 131, 131, 3)
   mesh = parallel.create_mesh(1, 1)
-  model = models.create_model(config.model, source.num_classes)
-  state, specs = steps.create_train_state(config, model, (131, 131, 3), mesh)
-  sharded = models.create_model(config.model, source.num_classes,
-                                data_axis=parallel.DATA_AXIS, model_axis=parallel.MODEL_AXIS)
+  sharded = models.create_model(config.model, source.num_classes, scheme='towers')
+  state, specs = steps.create_train_state(config, sharded, (131, 131, 3), mesh)
   train_fn, _ = steps.make_steps(config, sharded, mesh, specs, steps_per_epoch=1)
   batch.pop(input_pipeline.POSITION)
-  state, metrics = train_fn(state, steps.global_batch(batch, mesh))
+  state, metrics = train_fn(state, steps.global_batch(batch, mesh, sharded.axes))
   assert int(state.step) == 1 and np.isfinite(float(metrics['loss']))
   params = state.params
   # By hand: conv1 11x11x3x96 on 131x131 gives 31x31; pooled 15, 7, 3, so fc6 sees 3x3x256.
