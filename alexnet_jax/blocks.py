@@ -1,7 +1,8 @@
 """The building blocks of every network here: the op set (how convolution, pooling and LRN are
-differentiated), LRN, and the layers whose output channels may be split over the 'model' mesh
-axis (`Conv`, `Dense`), with dropout whose mask does not depend on the mesh. `models` builds
-AlexNet and the Figure-1 net from them, `convnet_layers.LayerNet` the 2012 code's layer nets.
+differentiated), LRN, and the layers whose output channels may be split over the mesh (`Conv`,
+`Dense`), the hybrid scheme's gather of the batch, and dropout whose mask does not depend on the
+mesh. `models` builds AlexNet and the Figure-1 net from them, `convnet_layers.LayerNet` the 2012
+code's layer nets.
 """
 
 from typing import Callable, NamedTuple, Sequence
@@ -12,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from alexnet_jax import cpu_ops
+from alexnet_jax import cpu_ops, parallel
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {'relu': nn.relu, 'tanh': jnp.tanh}
 # What LRN's alpha multiplies: the sum of squares (the paper's text) or their mean over the n
@@ -155,7 +156,7 @@ class Dense(nn.Module):
     return x @ kernel + bias
 
 
-def whole_batch(x: jax.Array, axes) -> jax.Array:
+def whole_batch(x: jax.Array, axes: parallel.Axes) -> jax.Array:
   """Before the first hidden fc layer: every device's examples on every device where the fc
   layers see the whole batch (the hybrid scheme's one gather of the conv features)."""
   if not axes.gathers_batch():
@@ -164,7 +165,7 @@ def whole_batch(x: jax.Array, axes) -> jax.Array:
     return lax.all_gather(x, axes.batch, axis=0, tiled=True)
 
 
-def local_batch(x: jax.Array, axes) -> jax.Array:
+def local_batch(x: jax.Array, axes: parallel.Axes) -> jax.Array:
   """Before the classifier: this device's examples again, where the fc layers saw the whole
   batch (the inverse of `whole_batch`)."""
   if not axes.gathers_batch():
@@ -173,7 +174,8 @@ def local_batch(x: jax.Array, axes) -> jax.Array:
   return lax.dynamic_slice_in_dim(x, axis_index(axes.batch) * rows, rows)
 
 
-def classifier_input(x: jax.Array, input_axis, axes, name: str) -> jax.Array:
+def classifier_input(x: jax.Array, input_axis: str | tuple[str, ...] | None,
+                     axes: parallel.Axes, name: str) -> jax.Array:
   """What the classifier `name` (computed whole on every device) reads: all the channels of the
   layer before it (split over `input_axis`), for this device's examples."""
   with jax.named_scope(name):  # Its gather is the classifier's in compile_check's counts.
@@ -198,6 +200,6 @@ def dropout(x: jax.Array, rate: float, rng: jax.Array, *, rows_axis: str | tuple
   return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
-def fc_dropout(x: jax.Array, rate: float, rng: jax.Array, axes) -> jax.Array:
+def fc_dropout(x: jax.Array, rate: float, rng: jax.Array, axes: parallel.Axes) -> jax.Array:
   """`dropout` of a hidden fc layer's outputs, laid out by the scheme's `axes`."""
   return dropout(x, rate, rng, rows_axis=axes.fc_batch, columns_axis=axes.fc)

@@ -229,10 +229,11 @@ def output_channel_slice(x: jax.Array, model_axis: str | tuple[str, ...] | None,
 
 class LayerNet(nn.Module):
   """A net stacked from cuda-convnet layer specs (parse_layers), as the 2012 code
-  built its CIFAR-10 nets from layer files: conv, local, pool, rnorm, cmrnorm and fc layers in
-  order, each computing what its cuda-convnet kernel did. Under `model_axis`, weight layers split
-  their outputs over it (the classifier is computed whole) and gather their input first; the
-  cross-map normalization sees every shard's maps.
+  built its CIFAR-10 nets from layer files: conv, local, pool, rnorm, cmrnorm, fc and dropout
+  layers in order, each computing what its cuda-convnet kernel did. Under a scheme (`axes`), the
+  conv and local layers split their outputs over `axes.conv` and the hidden fc layers over
+  `axes.fc`, each gathering its input first (the classifier is computed whole); the cross-map
+  normalization sees every shard's maps.
   """
   num_classes: int
   layers: Sequence[str] = ()

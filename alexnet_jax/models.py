@@ -73,7 +73,8 @@ class _LRNConstants(nn.Module):
   lrn_alpha_convention: str  # One of blocks.LRN_ALPHA_CONVENTIONS.
 
   def local_response_norm(self, x: jax.Array, num_groups: int = 1) -> jax.Array:
-    """LRN within each of `num_groups` channel groups, by the network's op set (`ops`)."""
+    """LRN within each of `num_groups` channel groups, by the network's op set: `ops`, a field
+    each subclass declares (it has a default, so it must come after their required fields)."""
     alpha = blocks.lrn_alpha(self.lrn_alpha, self.lrn_n, self.lrn_alpha_convention)
     return self.ops.lrn(x, self.lrn_k, self.lrn_n, alpha, self.lrn_beta, num_groups)
 
