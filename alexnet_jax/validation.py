@@ -59,6 +59,18 @@ def _validate_layers(config: ml_collections.ConfigDict) -> None:
              f'{"positive" if must_be_positive else "non-negative"} value.')
 
 
+def _validate_mesh(config: ml_collections.ConfigDict) -> None:
+  """The mesh keys that devices are not needed to judge."""
+  _one_of(config, 'mesh.scheme', parallel.SCHEMES)
+  _check(config.mesh.scheme != 'hybrid' or models.hidden_fc_features(config.model),
+         f"config.mesh.scheme='hybrid' splits the hidden fully-connected layers, and this "
+         f'{config.model.name} has none before its classifier: use \'data\' (the same step '
+         'here).')
+  _check(config.mesh.cpu_devices == -1 or config.mesh.cpu_devices >= 1,
+         f'config.mesh.cpu_devices={config.mesh.cpu_devices!r} must be -1 (one per core) or a '
+         'positive integer.')
+
+
 def validate_config(config: ml_collections.ConfigDict,
                     defaults: ml_collections.ConfigDict | None = None) -> None:
   """Raises UserInputError naming the first bad key and value. `defaults`: the config that the
@@ -75,11 +87,7 @@ def validate_config(config: ml_collections.ConfigDict,
   _one_of(config, 'lr_schedule', LR_SCHEDULES)
   _one_of(config, 'distributed.initialize', DISTRIBUTED)
   _one_of(config, 'dataset.bad_images', BAD_IMAGES)
-  _one_of(config, 'mesh.scheme', parallel.SCHEMES)
-  _check(config.mesh.scheme != 'hybrid' or models.hidden_fc_features(config.model),
-         f"config.mesh.scheme='hybrid' splits the hidden fully-connected layers, and this "
-         f'{config.model.name} has none before its classifier: use \'data\' (the same step '
-         'here).')
+  _validate_mesh(config)
   for key in ('model.pool_size', 'model.pool_stride', 'batch_size', 'eval_batch_size',
               'num_epochs', 'log_every_steps', 'checkpoint_every_steps', 'eval_every_epochs',
               'dataset.image_size', 'dataset.crop_size', 'model.contrast_norm_size',
@@ -92,9 +100,6 @@ def validate_config(config: ml_collections.ConfigDict,
          and config.dataset.synthetic_num_classes >= 2,
          f'config.dataset.synthetic_num_classes={config.dataset.synthetic_num_classes!r}: a '
          'classifier needs two or more classes.')
-  _check(config.mesh.cpu_devices == -1 or config.mesh.cpu_devices >= 1,
-         f'config.mesh.cpu_devices={config.mesh.cpu_devices!r} must be -1 (one per core) or a '
-         'positive integer.')
   _check(isinstance(config.model.cpu_micro_batch, int) and config.model.cpu_micro_batch >= 0,
          f'config.model.cpu_micro_batch={config.model.cpu_micro_batch!r} must be 0 (whole '
          'batches) or a positive integer.')
