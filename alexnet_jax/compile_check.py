@@ -142,21 +142,29 @@ _LAYER = re.compile(r'op_name="[^"]*?/(conv\d+|fc\d+|local\d+|[a-z]+\d+|whole_ba
 _DTYPE_BYTES = {'f64': 8, 's64': 8, 'u64': 8, 'f32': 4, 's32': 4, 'u32': 4, 'bf16': 2,
                 'f16': 2, 's16': 2, 'u16': 2, 's8': 1, 'u8': 1, 'pred': 1}
 _ARRAY = re.compile(r'\b(' + '|'.join(_DTYPE_BYTES) + r')\[([\d,]*)\]')
+# An instruction: its name, its shape (an array or a tuple of arrays) and its opcode.
+_INSTRUCTION = re.compile(r'\s*(?:ROOT )?%?([\w.\-]+) = (\([^=]*?\)|\S+) ([a-z][\w\-]*)\(')
 
 
 def _collective_lines(hlo_text: str):
-  """(kind, its operands' text, the line) of each collective of a compiled HLO module."""
-  for line in hlo_text.splitlines():
+  """(kind, its operands' names, their bytes, the line) of each collective of a compiled HLO
+  module.
+  Compiled HLO names its operands without their shapes: each is looked up by name."""
+  lines = hlo_text.splitlines()
+  shapes = {m.group(1): m.group(2) for m in map(_INSTRUCTION.match, lines) if m}
+  for line in lines:
     match = re.match(r'\s*(?:ROOT )?%?\S+ = .*?\b(' + '|'.join(COLLECTIVES) + r')(-start)?\(',
                      line)
     if match:
-      yield match.group(1), line[match.end():].split(')', 1)[0], line
+      operands = re.findall(r'%([\w.\-]+)', line[match.end():].split(')', 1)[0])
+      yield (match.group(1), operands, sum(shape_bytes(shapes.get(name, '')) for name in operands),
+             line)
 
 
-def operand_bytes(operands: str) -> int:
-  """The bytes of the arrays in a collective's operand list (what each device puts in)."""
+def shape_bytes(shape: str) -> int:
+  """The bytes of the arrays an HLO shape names (an array, or a tuple of them)."""
   return sum(_DTYPE_BYTES[dtype] * int(np.prod([int(d) for d in dims.split(',') if d]))
-             for dtype, dims in _ARRAY.findall(operands))
+             for dtype, dims in _ARRAY.findall(shape))
 
 
 def collectives(hlo_text: str, mesh_shape: tuple[int, int],
@@ -166,15 +174,15 @@ def collectives(hlo_text: str, mesh_shape: tuple[int, int],
   all-reduce reduces. measure='bytes' sums each one's operand bytes per device instead of
   counting them."""
   found = collections.Counter()
-  for kind, operands, line in _collective_lines(hlo_text):
+  for kind, operands, num_bytes, line in _collective_lines(hlo_text):
     if kind == 'all-reduce':  # XLA combines the gradients' reductions: say how many arrays.
-      count = operands.count('%')
+      count = len(operands)
       what = f'{count} arrays' if count > 1 else '1 array'
     else:
       layer = _LAYER.search(line)
       what = layer.group(1) if layer else 'loss/update'
     key = (kind, mesh_axis(replica_groups(line), mesh_shape), what)
-    found[key] += operand_bytes(operands) if measure == 'bytes' else 1
+    found[key] += num_bytes if measure == 'bytes' else 1
   return found
 
 
