@@ -75,10 +75,10 @@ def test_the_train_step_compiles_for_a_tpu_slice_with_the_designed_collectives()
   assert any(what.endswith('arrays') and int(what.split()[0]) >= 10
              for what in by_kind[('all-reduce', 'data')])
   assert 0 < towers['arguments'] < towers['total'] < towers['hbm'] and towers['flops'] > 0
-  # Hybrid: the conv features of the batch (8 examples, conv5's 32 maps of 1x1 in float32, a
-  # device's 2 of them) gathered once over every device; each device's operand is its 2 x 32.
+  # Hybrid: the conv features of the batch (128 examples, conv5's 32 maps of 1x1 in float32, a
+  # device's 32 of them) gathered once over every device; each device's operand is its 32 x 32.
   sizes = {(kind, axis, what): n for kind, axis, what, n in hybrid['collective_bytes']}
-  assert sizes[('all-gather', 'data+model', 'whole_batch')] == 2 * 32 * 4
+  assert sizes[('all-gather', 'data+model', 'whole_batch')] == 128 // 4 * 32 * 4
   assert all(n > 0 for n in sizes.values())
 
 
