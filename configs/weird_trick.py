@@ -78,6 +78,7 @@ def get_config(variant: str = 'cuda_convnet2') -> ml_collections.ConfigDict:
   if variant not in VARIANTS:
     raise ValueError(f'variant {variant!r}: use one of {VARIANTS}.')
   config = default.get_config()
+  config.experiment = 'weird_trick'  # No claim of the 2012 paper: the report judges none by it.
   config.model.name = 'layer_net'
   config.model.layers = (CUDA_CONVNET2_LAYERS if variant == 'cuda_convnet2'
                          else TORCHVISION_LAYERS)
