@@ -25,7 +25,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 DATA_AXIS = 'data'
 MODEL_AXIS = 'model'
 ALL_AXES = (DATA_AXIS, MODEL_AXIS)  # Every device of the mesh, as one axis.
-BATCH_SPEC = P(DATA_AXIS)
 REPLICATED = P()
 
 

@@ -218,7 +218,7 @@ def test_hlo_has_the_four_all_gathers_and_no_other_collective():
   state, specs = steps.create_train_state(config, model, (IMAGE, IMAGE, 3), mesh)
   forward = parallel.sharded_step(
       lambda p, x: model.apply({'params': p}, x, train=False)[None], mesh,
-      (specs.params, parallel.BATCH_SPEC), P('model', 'data'))
+      (specs.params, parallel.batch_spec(model.axes)), P('model', 'data'))
   with jax.set_mesh(mesh):
     images = steps.global_batch(network_batch(batch_of(8)), mesh, model.axes)['image']
     hlo = forward.lower(state.params, images).compile().as_text()
