@@ -6,7 +6,12 @@ import os
 import sys
 import tempfile
 
-os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
+# XLA's LLVM backend at optimization level 0: the tests compile a hundred small programs, and
+# compiling is most of their time; this halves it. XLA's HLO passes, which decide what is
+# computed, run as in a run, and the machine code differs only in floating-point rounding: every
+# comparison in the tests is between two computations under these flags, or within a tolerance.
+os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8 '
+                      '--xla_backend_optimization_level=0')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 # With libtpu installed (requirements-tpu.txt) every JAX process would look for a TPU and hold

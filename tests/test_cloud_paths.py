@@ -92,25 +92,31 @@ def test_a_run_at_a_gs_uri_writes_resumes_and_is_reported(emulator):
   assert 'Resumed from the checkpoint at step 4 (epoch 1.00)' in second[0]
 
   # What the two runs left, read back through the same layer: each step logged once, a config,
-  # checkpoints, TensorBoard scalars with a step each.
-  listing = _python(f'''
+  # checkpoints, TensorBoard scalars with a step each; then the report on them, in the same
+  # process (a process costs seconds of imports).
+  listed = _python(f'''
 import json, os, tempfile
-from alexnet_jax import paths
+from absl import app
+from alexnet_jax import paths, report
 from tests.helpers import tensorboard_scalars
 root = paths.Path({workdir!r})
 records = [json.loads(l) for l in (root / 'metrics.jsonl').read_text().splitlines()]
 local = tempfile.mkdtemp()  # TensorBoard's loader reads gs:// through TensorFlow: copied here.
 for f in root.glob('events.out.tfevents.*'):
   paths.write_bytes(os.path.join(local, f.name), f.read_bytes())
-print(json.dumps({{'steps': [r['step'] for r in records if 'train_loss' in r],
-                  'epochs': [r['epoch'] for r in records if 'eval_top1_error' in r],
-                  'files': sorted(p.name for p in root.iterdir()),
-                  'checkpoints': sorted(p.name for p in (root / 'checkpoints').iterdir()),
-                  'event_files': len(list(root.glob('events.out.tfevents.*'))),
-                  'scalar_steps': [s for s, _ in tensorboard_scalars(local, 'train_loss')]}}))
+listing = {{'steps': [r['step'] for r in records if 'train_loss' in r],
+           'epochs': [r['epoch'] for r in records if 'eval_top1_error' in r],
+           'files': sorted(p.name for p in root.iterdir()),
+           'checkpoints': sorted(p.name for p in (root / 'checkpoints').iterdir()),
+           'event_files': len(list(root.glob('events.out.tfevents.*'))),
+           'scalar_steps': [s for s, _ in tensorboard_scalars(local, 'train_loss')]}}
+print('LISTING', json.dumps(listing))
+app.run(report.main, argv=['report', 'gs://{BUCKET}/sweep', '--table=runs',
+                           '--plot=gs://{BUCKET}/plots'])
 ''', emulator)
-  assert listing.returncode == 0, listing.stderr[-3000:]
-  found = json.loads(listing.stdout.strip().splitlines()[-1])
+  assert listed.returncode == 0, listed.stderr[-3000:]
+  lines = listed.stdout.splitlines()
+  found = json.loads(next(l for l in lines if l.startswith('LISTING '))[len('LISTING '):])
   assert found['steps'] == [2, 4, 6, 8]
   assert found['epochs'] == [1, 2]
   assert {'config.json', 'metrics.jsonl', 'checkpoints'} <= set(found['files'])
@@ -118,13 +124,9 @@ print(json.dumps({{'steps': [r['step'] for r in records if 'train_loss' in r],
   # An event file per run (a run the emulator's flaw stopped left one too), each step's training
   # loss once in TensorBoard.
   assert found['event_files'] >= 2 and found['scalar_steps'] == [2, 4, 6, 8]
-
-  report = subprocess.run([sys.executable, '-m', 'alexnet_jax.report', f'gs://{BUCKET}/sweep',
-                           '--table=runs', f'--plot=gs://{BUCKET}/plots'], cwd=REPO, text=True,
-                          capture_output=True, env={**os.environ, **emulator}, timeout=120)
-  assert report.returncode == 0, report.stderr[-3000:]
-  assert 'sweep/run' in report.stdout
-  assert f'wrote gs://{BUCKET}/plots/curves_' in report.stderr
+  # The report's table and plots.
+  assert 'sweep/run' in listed.stdout.split('LISTING ')[1]
+  assert f'wrote gs://{BUCKET}/plots/curves_' in listed.stderr
 
 
 def test_local_paths_through_the_same_layer(tmp_path):

@@ -1,6 +1,8 @@
 """cuda-convnet's layer types against NumPy loop transcriptions of its kernels, and its CIFAR-10
 nets against their layer files (parameter counts by hand, config keys)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -258,7 +260,8 @@ def test_initial_biases_min_div_and_dropout_layers():
       'norm1 cmrnorm size=3 scale=0.5 pow=1 min_div=2',
       'fc2 fc outputs=400 init_bias=-7 act=1', 'drop2 dropout keep=0.25', 'fc3 fc'))
   x = jax.random.normal(jax.random.PRNGKey(1), (2, 6, 6, 3))
-  params = model.init({'params': jax.random.PRNGKey(0)}, x, train=False)['params']
+  params = jax.jit(functools.partial(model.init, train=False))(
+      {'params': jax.random.PRNGKey(0)}, x)['params']  # Jitted: op by op is slower.
   assert np.all(params['conv1']['bias'] == 1.0) and np.all(params['fc2']['bias'] == -7.0)
   assert np.all(params['fc3']['bias'] == 0.0)
   assert convnet_layers.cross_map_norm_constants(3, 0.5, 1.0, 2.0) == {

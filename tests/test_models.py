@@ -91,7 +91,7 @@ def test_cifar_net_on_micro_batches_computes_the_same_numbers():
   plain = models.create_model(config.model, 10)
   assert plain.micro_batch == 0
   images = jax.random.normal(jax.random.PRNGKey(1), (6, 32, 32, 3)) * 60  # 4 + 2 images.
-  params = plain.init({'params': jax.random.PRNGKey(0)}, images[:1], train=False)['params']
+  params = _jit_init(plain)({'params': jax.random.PRNGKey(0)}, images[:1])['params']
 
   def logits_and_grads(model):  # Jitted, as in a step (op by op it is several times slower).
     loss = lambda p: jnp.mean(jax.nn.logsumexp(model.apply({'params': p}, images, train=True), -1))
@@ -254,7 +254,7 @@ def test_init_std_overrides_set_those_layers_std():
   config = relu_vs_tanh.get_config('figure1_net')
   config.model.init_std_overrides = (('conv1', 1e-4),)
   model = models.create_model(config.model, 10)
-  params = model.init({'params': jax.random.PRNGKey(0)}, jnp.zeros((1, 32, 32, 3)), train=False)
+  params = _jit_init(model)({'params': jax.random.PRNGKey(0)}, jnp.zeros((1, 32, 32, 3)))
   for name in ('conv1', 'conv2', 'conv3', 'fc4'):
     want = 1e-4 if name == 'conv1' else 0.01
     assert abs(float(jnp.std(params['params'][name]['kernel'])) - want) < 0.1 * want, name
