@@ -167,13 +167,12 @@ def shape_bytes(shape: str) -> int:
              for dtype, dims in _ARRAY.findall(shape))
 
 
-def collectives(hlo_text: str, mesh_shape: tuple[int, int],
-                measure: str = 'count') -> collections.Counter:
-  """Counter of (kind, axis, what) over the collectives of a compiled HLO module: `what` is the
-  layer (Flax module) an all-gather or reduce-scatter came from, or how many arrays an
-  all-reduce reduces. measure='bytes' sums each one's operand bytes per device instead of
-  counting them."""
-  found = collections.Counter()
+def collectives(hlo_text: str, mesh_shape: tuple[int, int]
+                ) -> tuple[collections.Counter, collections.Counter]:
+  """Two Counters over the collectives of a compiled HLO module, of the same keys (kind, axis,
+  what): how many there are, and their operand bytes per device. `what` is the layer (Flax
+  module) an all-gather or reduce-scatter came from, or how many arrays an all-reduce reduces."""
+  counts, sizes = collections.Counter(), collections.Counter()
   for kind, operands, num_bytes, line in _collective_lines(hlo_text):
     if kind == 'all-reduce':  # XLA combines the gradients' reductions: say how many arrays.
       count = len(operands)
@@ -182,8 +181,9 @@ def collectives(hlo_text: str, mesh_shape: tuple[int, int],
       layer = _LAYER.search(line)
       what = layer.group(1) if layer else 'loss/update'
     key = (kind, mesh_axis(replica_groups(line), mesh_shape), what)
-    found[key] += num_bytes if measure == 'bytes' else 1
-  return found
+    counts[key] += 1
+    sizes[key] += num_bytes
+  return counts, sizes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,8 +242,7 @@ def analyse(name: str, lowered: Any, compiled: Any, compile_seconds: float,
                     memory.output_size_in_bytes, memory.alias_size_in_bytes,
                     memory.temp_size_in_bytes, _count(cost, 'flops'),
                     _count(cost, 'bytes accessed'),
-                    collectives(hlo, mesh_shape), collectives(hlo, mesh_shape, 'bytes'),
-                    batch_size)
+                    *collectives(hlo, mesh_shape), batch_size)
 
 
 def describe(step: StepReport, chip: Chip) -> str:

@@ -51,9 +51,10 @@ def main(argv: list[str]) -> None:
           f'{naming.DEFAULT_ROOT}/<config>/<variant>/<overrides>.', file=sys.stderr)
     sys.exit(EXIT_BAD_INPUT)
   try:
-    refuse_early(FLAGS.config, workdir, FLAGS.allow_changed_config)
-    # Imported here so that --help, flag errors and the refusals above do not wait for JAX's
-    # devices and TensorFlow.
+    # Answered in seconds: --help, flag errors and these refusals wait for neither TensorFlow nor
+    # JAX's devices, imported after them.
+    from alexnet_jax import validation  # pylint: disable=g-import-not-at-top
+    validation.validate_run(FLAGS.config, workdir, FLAGS.allow_changed_config)
     quiet.import_tensorflow()
     import jax  # pylint: disable=g-import-not-at-top
     from alexnet_jax import parallel, train  # pylint: disable=g-import-not-at-top
@@ -76,19 +77,6 @@ def main(argv: list[str]) -> None:
   except Interrupted as e:
     print(str(e), file=sys.stderr)
     sys.exit(128 + e.signal_number)  # The shell's code for a process ended by that signal.
-
-
-def refuse_early(config: ml_collections.ConfigDict, workdir: str,
-                 allow_changed_config: bool) -> None:
-  """What refuses a command without TensorFlow or the devices, checked first so that a refusal
-  answers in seconds: the config's values, a workdir that cannot be written, a workdir of
-  another experiment. train_and_evaluate checks them again (for callers in Python); the checks
-  that need the data or the devices are its own."""
-  from alexnet_jax import checkpoint_metrics, run_folder, validation  # pylint: disable=g-import-not-at-top
-  validation.validate_config(config)
-  run_folder.prepare_workdir(workdir)
-  if not allow_changed_config:
-    run_folder.check_same_experiment(config, workdir, checkpoint_metrics.latest_metrics(workdir))
 
 
 if __name__ == '__main__':

@@ -153,15 +153,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   `allow_changed_config`. SIGTERM or SIGINT, from here on, checkpoints the current step and
   raises `Interrupted`.
   """
-  validation.validate_config(config)
-  run_folder.prepare_workdir(workdir)
+  validation.validate_run(config, workdir, allow_changed_config)
   with run_folder.workdir_lock(workdir, enabled=jax.process_index() == 0), \
       preemption.CheckpointTriggers(config.checkpoint_every_minutes,
                                     jax.process_count()) as triggers, \
       _disk_full_in_one_line(workdir):
     saved = checkpoint_metrics.latest_metrics(workdir)
-    if not allow_changed_config:
-      run_folder.check_same_experiment(config, workdir, saved)
     stopped_file = paths.Path(workdir) / run_folder.STOPPED_FILE
     if jax.process_index() == 0 and stopped_file.exists():
       stopped_file.unlink()  # Run again: no longer stopped.

@@ -2,7 +2,8 @@
 
 import ml_collections
 
-from alexnet_jax import blocks, convnet_layers, image_stats, models, parallel
+from alexnet_jax import (blocks, checkpoint_metrics, convnet_layers, image_stats, models, parallel,
+                         run_folder)
 from alexnet_jax.errors import UserInputError
 
 LR_SCHEDULES = ('plateau', 'piecewise')
@@ -154,3 +155,15 @@ def validate_for_mesh(config: ml_collections.ConfigDict, num_data: int, num_mode
              f'a hidden fully-connected layer of {features} outputs cannot be split over the '
              f'{num_data * num_model} devices of mesh.scheme=\'hybrid\' '
              f'({axis("data", num_data)} x {axis("model", num_model)}).')
+
+
+def validate_run(config: ml_collections.ConfigDict, workdir: str,
+                 allow_changed_config: bool) -> None:
+  """What refuses a run before TensorFlow, the devices or the data: the config's values, a
+  workdir that cannot be written (created here), a workdir whose checkpoints another experiment
+  wrote (run_folder.check_same_experiment) unless `allow_changed_config`. The checks that need
+  the data or the devices come later, in training."""
+  validate_config(config)
+  run_folder.prepare_workdir(workdir)
+  if not allow_changed_config:
+    run_folder.check_same_experiment(config, workdir, checkpoint_metrics.latest_metrics(workdir))

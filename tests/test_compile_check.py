@@ -116,11 +116,12 @@ def test_topologies_and_collective_groups_are_parsed():
   assert compile_check.mesh_axis([[0, 2], [1, 3]], (2, 2)) == 'data'
   assert compile_check.mesh_axis([[0, 1], [2, 3]], (2, 2)) == 'model'
   assert compile_check.mesh_axis([[0, 1, 2, 3]], (2, 2)) == 'data+model'
-  assert dict(compile_check.collectives(line, (2, 2))) == {('all-reduce', 'data', '2 arrays'): 1}
+  assert dict(compile_check.collectives(line, (2, 2))[0]) == {
+      ('all-reduce', 'data', '2 arrays'): 1}
   gather = ('  %x.1 = f32[2,64]{1,0} parameter(0)\n'
             '  %ag = f32[8,64]{1,0} all-gather(%x.1), channel_id=2, replica_groups=[1,4]<=[4], '
             'dimensions={0}, metadata={op_name="jit(f)/whole_batch/ag"}')
-  assert dict(compile_check.collectives(gather, (2, 2), 'bytes')) == {
+  assert dict(compile_check.collectives(gather, (2, 2))[1]) == {
       ('all-gather', 'data+model', 'whole_batch'): 2 * 64 * 4}  # The operand's, looked up.
 
 
