@@ -41,17 +41,20 @@ def test_mesh_step_time_runs_the_real_step_on_each_mesh():
   assert all(row[-1] > 0 for row in _rows(out))
 
 
-@pytest.mark.parametrize('frameworks', ['jax', 'pytorch'])
-def test_train_step_times_each_framework(frameworks):
+@pytest.mark.parametrize('frameworks,compute_dtype', [
+    ('jax', 'float32'), ('jax', 'bfloat16'), ('pytorch', 'float32'), ('pytorch', 'bfloat16')])
+def test_train_step_times_each_framework(frameworks, compute_dtype):
   """Each framework's images/s is a step time the run could have measured (within its wall
   time), and the step's FLOPs per image (from XLA's count) are a training step's: 2-4x the
-  forward pass counted by hand."""
+  forward pass counted by hand. The header names the type the step computed in."""
   if frameworks == 'pytorch' and importlib.util.find_spec('torch') is None:
     pytest.skip('PyTorch is not installed (pip install -r requirements-bench.txt)')
   started = time.time()
   out = _run('train_step.py', '--networks=cifar', '--batch_size=2', '--steps=1',
-             '--mesh=1,1', '--cpu_devices=1', f'--frameworks={frameworks}')
+             '--mesh=1,1', '--cpu_devices=1', f'--frameworks={frameworks}',
+             f'--compute_dtype={compute_dtype}')
   wall_seconds = time.time() - started
+  assert f'ops auto, {compute_dtype}; batch 2' in out
   row = next(line for line in out.splitlines() if line.startswith('| cifar |'))
   cells = [c.strip() for c in row.strip('|').split('|')]
   column = {'jax': 1, 'pytorch': 2}[frameworks]
