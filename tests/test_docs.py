@@ -53,7 +53,9 @@ def regenerate() -> None:
       result = report_output(match['args'])
       if result.returncode:
         raise SystemExit(f'{page}: report {match["args"]} failed:\n{result.stderr[-2000:]}')
-      return match[0].replace(match['table'], result.stdout.strip() + '\n')
+      # By position: an empty table (a new one) is a substring of every text.
+      start, end = match.start('table') - match.start(), match.end('table') - match.start()
+      return match[0][:start] + result.stdout.strip() + '\n' + match[0][end:]
     new_text = GENERATED.sub(table, text)
     if new_text != text:
       with open(path, 'w') as f:
