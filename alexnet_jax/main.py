@@ -15,7 +15,6 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging as absl_logging
-import ml_collections
 from ml_collections import config_flags
 
 from alexnet_jax import errors, naming, quiet
