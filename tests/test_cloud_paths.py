@@ -115,8 +115,8 @@ app.run(report.main, argv=['report', 'gs://{BUCKET}/sweep', '--table=runs',
                            '--plot=gs://{BUCKET}/plots'])
 ''', emulator)
   assert listed.returncode == 0, listed.stderr[-3000:]
-  lines = listed.stdout.splitlines()
-  found = json.loads(next(l for l in lines if l.startswith('LISTING '))[len('LISTING '):])
+  listing_line, report_output = listed.stdout.split('LISTING ', 1)[1].split('\n', 1)
+  found = json.loads(listing_line)
   assert found['steps'] == [2, 4, 6, 8]
   assert found['epochs'] == [1, 2]
   assert {'config.json', 'metrics.jsonl', 'checkpoints'} <= set(found['files'])
@@ -125,7 +125,7 @@ app.run(report.main, argv=['report', 'gs://{BUCKET}/sweep', '--table=runs',
   # loss once in TensorBoard.
   assert found['event_files'] >= 2 and found['scalar_steps'] == [2, 4, 6, 8]
   # The report's table and plots.
-  assert 'sweep/run' in listed.stdout.split('LISTING ')[1]
+  assert 'sweep/run' in report_output
   assert f'wrote gs://{BUCKET}/plots/curves_' in listed.stderr
 
 
