@@ -51,7 +51,7 @@ def peak_gflops() -> tuple[float, str]:
                     if l.startswith('flags')), []))
   model += f' ({" ".join(f for f in ISA_FLAGS if f in flags) or "no AVX2"})'
   mhz = max(float(l.split(':', 1)[1]) for l in info.splitlines() if l.startswith('cpu MHz'))
-  flops_per_cycle = 64 if ' avx512f' in info else 32  # Two FMA units x 16 or 8 float32 lanes.
+  flops_per_cycle = 64 if 'avx512f' in flags else 32  # Two FMA units x 16 or 8 float32 lanes.
   return os.cpu_count() * mhz / 1000 * flops_per_cycle, model
 
 

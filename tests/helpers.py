@@ -1,6 +1,7 @@
 """What several test files share: the repository's path, small configs and networks, fixtures
 written on the fly, readers of a run folder, and a closeness check."""
 
+import functools
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import sys
 import threading
 import time
 
+import jax
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -23,6 +25,12 @@ slow = pytest.mark.skipif(not os.environ.get('ALEXNET_SLOW_TESTS'),
                           reason='slow; set ALEXNET_SLOW_TESTS=1 to run it')
 # The paper's layout with few kernels (model config keys), for AlexNet tests on small images.
 SMALL_ALEXNET = dict(conv_features=(16, 32, 48, 48, 32), fc_features=(64, 64))
+
+
+def jit_init(model):
+  """`model.init` (inference mode) jitted: eager Flax runs op by op, each op compiled on its own,
+  several times slower."""
+  return jax.jit(functools.partial(model.init, train=False))
 
 
 def small_config(**overrides):

@@ -1,8 +1,6 @@
 """cuda-convnet's layer types against NumPy loop transcriptions of its kernels, and its CIFAR-10
 nets against their layer files (parameter counts by hand, config keys)."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +8,7 @@ import pytest
 
 from alexnet_jax import blocks, convnet_layers, models, optim, run_folder, validation
 from configs import common, cuda_convnet_cifar, default, relu_vs_tanh, weird_trick
+from tests.helpers import jit_init
 
 RNG = np.random.default_rng(0)
 
@@ -260,8 +259,7 @@ def test_initial_biases_min_div_and_dropout_layers():
       'norm1 cmrnorm size=3 scale=0.5 pow=1 min_div=2',
       'fc2 fc outputs=400 init_bias=-7 act=1', 'drop2 dropout keep=0.25', 'fc3 fc'))
   x = jax.random.normal(jax.random.PRNGKey(1), (2, 6, 6, 3))
-  params = jax.jit(functools.partial(model.init, train=False))(
-      {'params': jax.random.PRNGKey(0)}, x)['params']  # Jitted: op by op is slower.
+  params = jit_init(model)({'params': jax.random.PRNGKey(0)}, x)['params']
   assert np.all(params['conv1']['bias'] == 1.0) and np.all(params['fc2']['bias'] == -7.0)
   assert np.all(params['fc3']['bias'] == 0.0)
   assert convnet_layers.cross_map_norm_constants(3, 0.5, 1.0, 2.0) == {

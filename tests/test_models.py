@@ -10,7 +10,7 @@ from jax import lax
 
 from alexnet_jax import blocks, convnet_layers, models, run_folder
 from configs import cuda_convnet, default, relu_vs_tanh
-from tests.helpers import SMALL_ALEXNET
+from tests.helpers import SMALL_ALEXNET, jit_init
 
 LAYERS = ('conv1', 'conv2', 'conv3', 'conv4', 'conv5', 'fc6', 'fc7', 'fc8')
 # The paper's layout with few kernels, for tests that run the network on 67x67 images.
@@ -91,7 +91,7 @@ def test_cifar_net_on_micro_batches_computes_the_same_numbers():
   plain = models.create_model(config.model, 10)
   assert plain.micro_batch == 0
   images = jax.random.normal(jax.random.PRNGKey(1), (6, 32, 32, 3)) * 60  # 4 + 2 images.
-  params = _jit_init(plain)({'params': jax.random.PRNGKey(0)}, images[:1])['params']
+  params = jit_init(plain)({'params': jax.random.PRNGKey(0)}, images[:1])['params']
 
   def logits_and_grads(model):  # Jitted, as in a step (op by op it is several times slower).
     loss = lambda p: jnp.mean(jax.nn.logsumexp(model.apply({'params': p}, images, train=True), -1))
@@ -149,10 +149,6 @@ def grouped_reference(params, images, model):
   return x @ params['fc8']['kernel'] + params['fc8']['bias']
 
 
-def _jit_init(model):  # Eager Flax runs op by op, each op compiled on its own: slower.
-  return jax.jit(functools.partial(model.init, train=False))
-
-
 def _jit_apply(model):
   return jax.jit(functools.partial(model.apply, train=False))
 
@@ -161,7 +157,7 @@ def test_tower_convolutions_equal_grouped_convolution():
   model = _model(**SMALL)
   # 67x67: the smallest input that leaves every layer a map to convolve; quick to run.
   images = jax.random.normal(jax.random.PRNGKey(1), (2, 67, 67, 3)) * 50
-  params = _jit_init(model)({'params': jax.random.PRNGKey(0)}, images)['params']
+  params = jit_init(model)({'params': jax.random.PRNGKey(0)}, images)['params']
   # Larger weights than the paper's init, so that the logits are far from zero.
   params = jax.tree.map(lambda p: p * 5, params)
   got = _jit_apply(model)({'params': params}, images)
@@ -172,7 +168,7 @@ def test_tower_convolutions_equal_grouped_convolution():
 
 def test_paper_initialisation():
   model = _model(num_classes=10)
-  params = _jit_init(model)({'params': jax.random.PRNGKey(0)}, jnp.zeros((1, 227, 227, 3)))
+  params = jit_init(model)({'params': jax.random.PRNGKey(0)}, jnp.zeros((1, 227, 227, 3)))
   params = params['params']
   for name in LAYERS:
     assert abs(float(jnp.std(params[name]['kernel'])) - 0.01) < 5e-4, name
@@ -192,7 +188,7 @@ def test_tanh_switch_makes_every_activation_tanh(monkeypatch):
   net built with tanh in ReLU's place, and unlike it built with a sigmoid (also saturating)."""
   images = jax.random.normal(jax.random.PRNGKey(1), (2, 67, 67, 3)) * 50
   tanh = _model(**SMALL, activation='tanh')
-  params = _jit_init(tanh)({'params': jax.random.PRNGKey(0)}, images)
+  params = jit_init(tanh)({'params': jax.random.PRNGKey(0)}, images)
   outputs = {'tanh': _jit_apply(tanh)(params, images)}
   for name, function in (('relu', blocks.ACTIVATIONS['relu']), ('tanh in relu\'s place', jnp.tanh),
                          ('sigmoid in relu\'s place', jax.nn.sigmoid)):
@@ -215,7 +211,7 @@ def maxpool_numpy(x, size=3, stride=2):
 
 def test_conv1_orders_and_lrn_conventions_equal_their_numpy_compositions():
   images = jax.random.normal(jax.random.PRNGKey(1), (2, 67, 67, 3)) * 50
-  params = _jit_init(_model(**SMALL))({'params': jax.random.PRNGKey(0)}, images)['params']
+  params = jit_init(_model(**SMALL))({'params': jax.random.PRNGKey(0)}, images)['params']
   # Larger conv1 weights, so that LRN's denominator is far from k and the conventions differ.
   params = {**params, 'conv1': jax.tree.map(lambda p: p * 5, params['conv1'])}
   relu = lambda x: np.maximum(x, 0)
@@ -246,7 +242,7 @@ def test_conv1_orders_and_lrn_conventions_equal_their_numpy_compositions():
 def test_init_std_overrides_set_those_layers_std():
   model = _model(**SMALL,
                  init_std_overrides=(('conv3', 0.03), ('conv4', 0.03), ('conv5', 0.03)))
-  params = _jit_init(model)({'params': jax.random.PRNGKey(0)}, jnp.zeros((1, 67, 67, 3)))
+  params = jit_init(model)({'params': jax.random.PRNGKey(0)}, jnp.zeros((1, 67, 67, 3)))
   for name in LAYERS:
     want = 0.03 if name in ('conv3', 'conv4', 'conv5') else 0.01
     assert abs(float(jnp.std(params['params'][name]['kernel'])) - want) < 0.1 * want, name
@@ -254,7 +250,7 @@ def test_init_std_overrides_set_those_layers_std():
   config = relu_vs_tanh.get_config('figure1_net')
   config.model.init_std_overrides = (('conv1', 1e-4),)
   model = models.create_model(config.model, 10)
-  params = _jit_init(model)({'params': jax.random.PRNGKey(0)}, jnp.zeros((1, 32, 32, 3)))
+  params = jit_init(model)({'params': jax.random.PRNGKey(0)}, jnp.zeros((1, 32, 32, 3)))
   for name in ('conv1', 'conv2', 'conv3', 'fc4'):
     want = 1e-4 if name == 'conv1' else 0.01
     assert abs(float(jnp.std(params['params'][name]['kernel'])) - want) < 0.1 * want, name
@@ -304,9 +300,9 @@ def test_contrast_norm_matches_cuda_convnets_formula():
   images = jax.random.normal(jax.random.PRNGKey(1), (2, 67, 67, 3)) * 50
   plain, normed = _model(**SMALL), _model(**SMALL, conv2_contrast_norm=True,
                                           contrast_norm_scale=100.0)
-  params = _jit_init(normed)({'params': jax.random.PRNGKey(0)}, images)
+  params = jit_init(normed)({'params': jax.random.PRNGKey(0)}, images)
   params = jax.tree.map(lambda p: p * 5, params)  # Maps that vary enough to be normalised.
   assert jax.tree.structure(params) == jax.tree.structure(
-      _jit_init(plain)({'params': jax.random.PRNGKey(0)}, images))
+      jit_init(plain)({'params': jax.random.PRNGKey(0)}, images))
   assert not np.allclose(_jit_apply(plain)(params, images), _jit_apply(normed)(params, images),
                          rtol=1e-3)
