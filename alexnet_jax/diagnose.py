@@ -204,7 +204,7 @@ def main(argv: list[str]) -> None:
   print(f'{num_classes} classes, {len(batches)} batches of {config.batch_size}, '
         f'{config.dataset.crop_size} px; at init, on the first batch:')
   # The first batch as the network sees it: measured at init, and probed while training.
-  probe = jnp.asarray(steps.training_images(batches[0], config.dataset.scale_after_lighting))
+  probe = jnp.asarray(steps.dataset_training_images(batches[0], config.dataset))
   print_measurements_at_init(config, plain, jax.device_get(state.params), probe,
                              jnp.asarray(batches[0]['label']),
                              jax.random.fold_in(jax.device_get(state.rng), 0),  # Step 1's.

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from alexnet_jax import crops
 from alexnet_jax import image_stats
 from alexnet_jax import paths
 from alexnet_jax.errors import UserInputError
@@ -302,6 +303,19 @@ def crop(image: tf.Tensor, offset: tf.Tensor, crop_size: int) -> tf.Tensor:
   return tf.slice(image, tf.concat([offset, [0]], 0), [crop_size, crop_size, 3])
 
 
+def _jpeg_window(encoded: tf.Tensor, offset: tf.Tensor, *, image_size: int,
+                 crop_size: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+  """The JPEG's pixels that the crop at `offset` of its central `image_size` square covers:
+  [top, left] and side of that window, rounded to whole pixels, and the image's [height, width]."""
+  height_width = tf.image.extract_jpeg_shape(encoded)[:2]
+  side = tf.reduce_min(height_width)
+  scale = tf.cast(side, tf.float32) / image_size
+  window = tf.maximum(1, tf.cast(tf.round(crop_size * scale), tf.int32))
+  top_left = tf.cast(tf.round(tf.cast(offset, tf.float32) * scale), tf.int32) + \
+      (height_width - side) // 2
+  return tf.minimum(top_left, height_width - window), window, height_width
+
+
 def decode_and_crop(encoded: tf.Tensor, offset: tf.Tensor, *, image_size: int, crop_size: int,
                     antialias: bool = False) -> tf.Tensor:
   """The crop at `offset` of the image's central `image_size` square (`decode_and_resize`).
@@ -312,14 +326,8 @@ def decode_and_crop(encoded: tf.Tensor, offset: tf.Tensor, *, image_size: int, c
   """
 
   def from_jpeg():
-    shape = tf.image.extract_jpeg_shape(encoded)
-    height, width = shape[0], shape[1]
-    side = tf.minimum(height, width)
-    scale = tf.cast(side, tf.float32) / image_size
-    window = tf.maximum(1, tf.cast(tf.round(crop_size * scale), tf.int32))
-    top_left = tf.cast(tf.round(tf.cast(offset, tf.float32) * scale), tf.int32) + \
-        (tf.stack([height, width]) - side) // 2
-    top_left = tf.minimum(top_left, tf.stack([height, width]) - window)
+    top_left, window, _ = _jpeg_window(encoded, offset, image_size=image_size,
+                                       crop_size=crop_size)
     image = tf.image.decode_and_crop_jpeg(
         encoded, tf.concat([top_left, [window, window]], 0), channels=3)
     return resize(image, [crop_size, crop_size], antialias=antialias)
@@ -329,6 +337,59 @@ def decode_and_crop(encoded: tf.Tensor, offset: tf.Tensor, *, image_size: int, c
 
   image = tf.cond(tf.io.is_jpeg(encoded), from_jpeg, other)
   return tf.ensure_shape(image, [crop_size, crop_size, 3])
+
+
+def decode_window(encoded: tf.Tensor, offset: tf.Tensor, *, image_size: int, crop_size: int,
+                  canvas: int, antialias: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+  """What `decode_and_crop` resizes, left for the step to resize (`crops.resize_windows`):
+  decoded pixels, uint8 [height, width, 3], each at most `canvas`, and the crop's window in
+  them, [top, left, height, width], float32.
+
+  A JPEG is decoded scaled down by the largest of the decoder's DCT ratios that keeps the window
+  at least `crop_size` (a fraction of the work of decoding it whole): whole when it fits the
+  canvas (the fastest), else only the scaled pixels the window touches; the window keeps its
+  exact place among them. A window that does not fit the canvas either is resized here. Other
+  formats come cropped to `crop_size`, as `decode_and_crop` makes them.
+  """
+
+  def whole(image):
+    return image, tf.cast(tf.concat([[0, 0], tf.shape(image)[:2]], 0), tf.float32)
+
+  def from_jpeg():
+    top_left, window, height_width = _jpeg_window(encoded, offset, image_size=image_size,
+                                                  crop_size=crop_size)
+    ratio_index = tf.add_n([tf.cast(window >= ratio * crop_size, tf.int32)
+                            for ratio in crops.DCT_RATIOS[1:]])
+    ratio = tf.gather(crops.DCT_RATIOS, ratio_index)
+    # In scaled pixels (at a ratio the decoder crops in those; libjpeg rounds their count up):
+    scaled_size = (height_width + ratio - 1) // ratio
+    start = tf.cast(top_left, tf.float32) / tf.cast(ratio, tf.float32)
+    extent = tf.cast(window, tf.float32) / tf.cast(ratio, tf.float32)
+    first = tf.cast(tf.floor(start), tf.int32)
+    last = tf.minimum(tf.cast(tf.math.ceil(start + extent), tf.int32), scaled_size)
+    fits = tf.cast(tf.reduce_max(scaled_size) <= canvas, tf.int32)
+    mode = tf.where(fits == 1, 0, tf.where(tf.reduce_max(last - first) <= canvas, 1, 2))
+
+    def decoded(static_ratio, static_mode):
+      def decode():
+        if static_mode == 0:  # The whole image: the window where it lies.
+          image = tf.io.decode_jpeg(encoded, channels=3, ratio=static_ratio)
+          return image, tf.concat([start, [extent, extent]], 0)
+        image = tf.image.decode_and_crop_jpeg(
+            encoded, tf.concat([first, last - first], 0), channels=3, ratio=static_ratio)
+        if static_mode == 1:  # The pixels the window touches.
+          return image, tf.concat([start - tf.cast(first, tf.float32), [extent, extent]], 0)
+        return whole(resize(image, [crop_size, crop_size], antialias=antialias))
+      return decode
+
+    branches = [decoded(r, m) for r in crops.DCT_RATIOS for m in range(3)]
+    return tf.switch_case(ratio_index * 3 + mode, branches)
+
+  def other():
+    return whole(crop(decode_and_resize(encoded, image_size, decoded=False), offset, crop_size))
+
+  image, where = tf.cond(tf.io.is_jpeg(encoded), from_jpeg, other)
+  return tf.ensure_shape(image, [None, None, 3]), tf.ensure_shape(where, [4])
 
 
 def lighting_noise(seed: tf.Tensor, *, std: float, eigenvalues: tf.Tensor,
@@ -363,12 +424,14 @@ class Normalization:
 
 def augment(image: tf.Tensor, seed: tf.Tensor, *, how: str, image_size: int, crop_size: int,
             random_crop: bool, random_flip: bool, normalization: Normalization,
-            antialias: bool = False) -> dict[str, tf.Tensor]:
-  """A training example (Sec. 4.1) as three tensors, which `steps.training_images` combines on the
+            antialias: bool = False, canvas: int | None = None) -> dict[str, tf.Tensor]:
+  """A training example (Sec. 4.1) as tensors which `steps.training_images` combines on the
   device, where it fuses into the first layer instead of taking passes over the pixels here:
   'image', a random (or the central) crop of the image_size square, uint8; 'shift', minus the
   mean plus the PCA lighting noise, [3] ([crop, crop, 3] with a mean image); 'flip', whether the
-  result is reflected.
+  result is reflected. With a `canvas` (`crops.window_canvas`), 'image' is the crop's window
+  as `decode_window` leaves it, for the device to resize, and 'window' where the crop lies in
+  it.
 
   `how` says what `image` is: 'encoded' (a file's bytes), 'decoded' (uint8 of any size) or
   'square' (the uint8 image_size square, as `decode_and_resize` makes it).
@@ -377,7 +440,11 @@ def augment(image: tf.Tensor, seed: tf.Tensor, *, how: str, image_size: int, cro
       tf.random.experimental.stateless_split(seed, 3))
   offset = crop_offset(crop_seed, image_size=image_size, crop_size=crop_size,
                        random_crop=random_crop)
-  if how == 'encoded':
+  window = tf.constant([0, 0, crop_size, crop_size], tf.float32)  # The crop itself.
+  if how == 'encoded' and canvas is not None:
+    image, window = decode_window(image, offset, image_size=image_size, crop_size=crop_size,
+                                  canvas=canvas, antialias=antialias)
+  elif how == 'encoded':
     image = decode_and_crop(image, offset, image_size=image_size, crop_size=crop_size,
                             antialias=antialias)
   else:
@@ -388,7 +455,8 @@ def augment(image: tf.Tensor, seed: tf.Tensor, *, how: str, image_size: int, cro
   if normalization.lighting is not None:
     shift += lighting_noise(lighting_seed, **normalization.lighting)
   flip = tf.constant(random_flip) & (tf.random.stateless_uniform([], flip_seed) < 0.5)
-  return {'image': image, 'shift': shift, 'flip': flip}
+  example = {'image': image, 'shift': shift, 'flip': flip}
+  return example if canvas is None else {**example, 'window': window}
 
 
 def ten_crops(image: tf.Tensor, crop_size: int) -> tf.Tensor:
@@ -436,7 +504,8 @@ def train_epoch(source: Source, config: ml_collections.ConfigDict, *, global_bat
                 cached: tf.data.Dataset | None = None,
                 normalization: 'Normalization | None' = None) -> Iterator[dict[str, np.ndarray]]:
   """This process's rows of batches `skip_batches` to `num_batches` of one epoch: 'image',
-  'shift' and 'flip' (`augment`, which `steps.training_images` combines), 'label', and POSITION: how
+  'shift', 'flip' and, resized on the device, 'window' (`augment`, which `steps.training_images`
+  combines), 'label', and POSITION: how
   many examples of this process's stream (the epoch's, repeated) precede the next batch,
   dropped ones included.
 
@@ -467,6 +536,7 @@ def train_epoch(source: Source, config: ml_collections.ConfigDict, *, global_bat
         .unbatch().repeat().enumerate()
   normalization = normalization or Normalization.from_config(config)
   how = 'square' if cached is not None else 'decoded' if source.train.decoded else 'encoded'
+  canvas = crops.window_canvas(config)
 
   def preprocess(ordinal, indexed):
     index, x = indexed
@@ -474,12 +544,18 @@ def train_epoch(source: Source, config: ml_collections.ConfigDict, *, global_bat
     example = augment(x['image'], seed_pair, how=how, image_size=config.image_size,
                       crop_size=config.crop_size, random_crop=config.random_crop,
                       random_flip=config.random_flip, normalization=normalization,
-                      antialias=config.antialias_training_crops)
+                      antialias=config.antialias_training_crops, canvas=canvas)
     return {**example, 'label': x['label'], POSITION: ordinal + 1}
 
   examples = _without_undecodable(examples.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE),
                                   config)
-  batches = examples.batch(local_batch_size, drop_remainder=True).map(
+  if canvas is None:
+    batches = examples.batch(local_batch_size, drop_remainder=True)
+  else:  # Each window into the top-left of its canvas, zeros around it.
+    shapes = {key: spec.shape for key, spec in examples.element_spec.items()}
+    batches = examples.padded_batch(local_batch_size, {**shapes, 'image': [canvas, canvas, 3]},
+                                    drop_remainder=True)
+  batches = batches.map(
       lambda batch: {**batch, POSITION: tf.reduce_max(batch[POSITION])})
   return batches.take(num_batches - skip_batches).prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
 

@@ -16,6 +16,7 @@ from jax import lax
 from jax.sharding import NamedSharding
 
 from alexnet_jax import blocks
+from alexnet_jax import crops
 from alexnet_jax import models
 from alexnet_jax import optim
 from alexnet_jax import parallel
@@ -135,10 +136,15 @@ def batch_shapes(config: ml_collections.ConfigDict, batch_size: int,
   crop = (config.crop_size, config.crop_size, 3)
   if train:
     shift = crop if config.mean == 'image' else (3,)
-    return {'image': ((batch_size, *crop), np.dtype(np.uint8)),
-            'shift': ((batch_size, *shift), np.dtype(np.float32)),
-            'flip': ((batch_size,), np.dtype(bool)),
-            'label': ((batch_size,), np.dtype(np.int32))}
+    canvas = crops.window_canvas(config)
+    image = crop if canvas is None else (canvas, canvas, 3)
+    shapes = {'image': ((batch_size, *image), np.dtype(np.uint8)),
+              'shift': ((batch_size, *shift), np.dtype(np.float32)),
+              'flip': ((batch_size,), np.dtype(bool)),
+              'label': ((batch_size,), np.dtype(np.int32))}
+    if canvas is not None:
+      shapes['window'] = ((batch_size, 4), np.dtype(np.float32))
+    return shapes
   views = (10,) if config.ten_crop_eval else ()
   return {'image': ((batch_size, *views, *crop), np.dtype(np.float32)),
           'label': ((batch_size,), np.dtype(np.int32)),
@@ -188,26 +194,42 @@ def train_step_flops(train_fn: Callable, state: TrainState, dataset: ml_collecti
         train_fn.lower(state, abstract_batch(dataset, batch_size, mesh, True, axes)).compile())
 
 
-def training_images(batch: dict[str, Any], scale: float = 1.0) -> Any:
+def training_images(batch: dict[str, Any], scale: float = 1.0, *, crop_size: int | None = None,
+                    antialias: bool = False) -> Any:
   """A training batch's images as the network sees them (`input_pipeline.augment`): float32
-  crops plus their shifts, times `scale` (`dataset.scale_after_lighting`), reflected where
-  'flip'. NumPy or JAX arrays; in the step, one fused pass."""
+  crops (each window resized to `crop_size` first when the batch has 'window') plus their
+  shifts, times `scale` (`dataset.scale_after_lighting`), reflected where 'flip'. NumPy or JAX
+  arrays; in the step, one fused pass."""
   xp = np if isinstance(batch['image'], np.ndarray) else jnp
+  if 'window' in batch:
+    if crop_size is None:
+      raise ValueError('A batch of windows (input_pipeline.decode_window) needs the crop_size '
+                       'to resize them to.')
+    images = crops.resize_windows(batch['image'], batch['window'], crop_size, antialias)
+  else:
+    images = batch['image'].astype(xp.float32)
   shift = batch['shift']
   if shift.ndim == 2:  # One RGB shift per example.
     shift = shift[:, None, None, :]
-  images = batch['image'].astype(xp.float32) + shift
+  images = images + shift
   if scale != 1.0:
     images = images * xp.float32(scale)
   return xp.where(batch['flip'][:, None, None, None], images[:, :, ::-1], images)
 
 
+def dataset_training_images(batch: dict[str, Any], dataset: ml_collections.ConfigDict) -> Any:
+  """`training_images` as `dataset`'s config asks for them."""
+  return training_images(batch, dataset.scale_after_lighting, crop_size=dataset.crop_size,
+                         antialias=dataset.antialias_training_crops)
+
+
 def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: Any, tx: Any,
-               learning_rate_fn: Callable, image_scale: float = 1.0,
+               learning_rate_fn: Callable, images_fn: Callable = training_images,
                compute_dtype: Any = jnp.float32) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One SGD step on this device's share of the batch, inside shard_map."""
+  """One SGD step on this device's share of the batch, inside shard_map; `images_fn` makes
+  the network's images from it (`dataset_training_images`)."""
   dropout_key = jax.random.fold_in(state.rng, state.step)
-  batch = {'image': training_images(batch, image_scale), 'label': batch['label']}
+  batch = {'image': images_fn(batch), 'label': batch['label']}
   loss, logits, grads = loss_and_grads(state.params, batch, dropout_key, model=model,
                                        compute_dtype=compute_dtype)
   learning_rate = learning_rate_fn(state.step, state.lr_cuts)
@@ -266,11 +288,12 @@ def make_steps(config: ml_collections.ConfigDict, model: Any, mesh: jax.sharding
   compute_dtype = models.COMPUTE_DTYPES[config.compute_dtype]
   one_train_step = functools.partial(train_step, model=model, tx=create_optimizer(config),
                                      learning_rate_fn=learning_rate_fn,
-                                     image_scale=config.dataset.scale_after_lighting,
+                                     images_fn=functools.partial(dataset_training_images,
+                                                                 dataset=config.dataset),
                                      compute_dtype=compute_dtype)
   batch_spec = lambda *keys: {key: parallel.batch_spec(model.axes) for key in keys}
   train_fn = parallel.sharded_step(
-      one_train_step, mesh, (specs, batch_spec('image', 'shift', 'flip', 'label')),
+      one_train_step, mesh, (specs, batch_spec(*batch_shapes(config.dataset, 1, train=True))),
       (specs, parallel.REPLICATED), donate_argnums=(0,))
   eval_fn = parallel.sharded_step(
       functools.partial(eval_step, model=model, compute_dtype=compute_dtype), mesh,

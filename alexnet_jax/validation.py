@@ -122,6 +122,13 @@ def validate_config(config: ml_collections.ConfigDict,
   _check(config.dataset.crop_size <= config.dataset.image_size,
          f'config.dataset.crop_size={config.dataset.crop_size} is larger than '
          f'config.dataset.image_size={config.dataset.image_size}.')
+  canvas = config.dataset.window_canvas
+  _check(canvas == 0 or canvas >= config.dataset.crop_size,
+         f'config.dataset.window_canvas={canvas} must be 0 (2 * crop_size - 1) or at least '
+         f'config.dataset.crop_size={config.dataset.crop_size}.')
+  _check(canvas == 0 or config.dataset.resize_on_device,
+         f'config.dataset.window_canvas={canvas} carries windows to the device, which '
+         'config.dataset.resize_on_device=False turns off: set one or the other.')
   if defaults is None:
     from configs import default  # pylint: disable=g-import-not-at-top
     defaults = default.get_config()

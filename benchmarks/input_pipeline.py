@@ -1,4 +1,5 @@
-r"""Images/s of the training input pipeline against a PIL + NumPy baseline doing the same work.
+r"""Images/s of the training input pipeline against a PIL + NumPy baseline doing the same work,
+and against the host's limit: reading and decoding the same JPEGs whole, nothing else.
 
   python benchmarks/input_pipeline.py [--images=DIR] [--num_images=1024] [--quality=90] \
       [--workers=N]
@@ -6,9 +7,11 @@ r"""Images/s of the training input pipeline against a PIL + NumPy baseline doing
 Both turn ImageNet-sized JPEGs into batches of 128 float32 224x224 crops: decode, rescale the
 shorter side to 256 and keep the central square, a random crop, a random reflection, minus the
 mean RGB, plus PCA lighting noise. Ours is `input_pipeline.train_epoch` on an image folder, as
-training runs it, timed alone (the host's part) and with `training_images` (jitted), the part the
-step does on the device, run here on the same CPU. The baseline is PIL in a process pool of
-`--workers` processes (the number of CPU cores by default, tf.data's parallelism), batching in
+training runs it, timed alone (the host's part: decoding each crop's window, which the step
+resizes, `dataset.resize_on_device`; and, for comparison, with the host resizing it) and with
+`training_images` (jitted), the part the step does on the device, run here on the same CPU.
+The last column is each rate over the whole-decode one. The baseline is PIL in a process pool
+of `--workers` processes (the number of CPU cores by default, tf.data's parallelism), batching in
 the main process as a PyTorch DataLoader does. A textbook tf.data decode-resize-crop-flip
 pipeline is timed too, as a yardstick of the machine's speed at the time. Without --images,
 500x375 JPEGs made from a real photo (`jpegs_from_a_photo`) are written to a temporary folder
@@ -76,19 +79,24 @@ def median_rate(make_batch: Callable[[int], Callable[[], np.ndarray]], num_batch
       next_batch()
     start = time.perf_counter()
     for _ in range(num_batches):
-      assert next_batch().shape == (BATCH, 224, 224, 3)
+      assert len(next_batch()) == BATCH
     rates.append(num_batches * BATCH / (time.perf_counter() - start))
   return float(np.median(rates))
 
 
-def time_ours(folder: str, num_batches: int, repeats: int, with_step_part: bool) -> float:
-  """tf.data's batches; `with_step_part`, also the step's `training_images` (adding the mean and
-  the noise, reflecting), which runs on the accelerator in training but here on the same CPU."""
+def time_ours(folder: str, num_batches: int, repeats: int, with_step_part: bool,
+              resize_on_device: bool = True, window_canvas: int = 0) -> float:
+  """tf.data's batches; `with_step_part`, also the step's `training_images` (resizing each
+  window, adding the mean and the noise, reflecting), which runs on the accelerator in training
+  but here on the same CPU."""
+  import functools  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   from alexnet_jax import input_pipeline, steps  # pylint: disable=g-import-not-at-top
   config = dataset_config(folder)
+  config.resize_on_device = resize_on_device
+  config.window_canvas = window_canvas if resize_on_device else 0
   source = input_pipeline.create_source(config)
-  training_images = jax.jit(steps.training_images)
+  training_images = jax.jit(functools.partial(steps.dataset_training_images, dataset=config))
 
   def make_batch(repeat):
     # Past the end of the folder it starts again (train_epoch repeats).
@@ -99,6 +107,17 @@ def time_ours(folder: str, num_batches: int, repeats: int, with_step_part: bool)
     return lambda: next(batches)['image']
 
   return median_rate(make_batch, num_batches, repeats)
+
+
+def time_whole_decode(folder: str, num_batches: int, repeats: int) -> float:
+  """The host's limit: read and decode each JPEG whole (`tf.io.decode_jpeg`), nothing else."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  paths = tf.io.gfile.glob(os.path.join(folder, 'train', '*', '*'))
+  decoded = tf.data.Dataset.from_tensor_slices(paths).repeat().map(
+      lambda path: tf.shape(tf.io.decode_jpeg(tf.io.read_file(path), channels=3)),
+      num_parallel_calls=tf.data.AUTOTUNE)
+  batches = iter(decoded.batch(BATCH).prefetch(tf.data.AUTOTUNE))
+  return median_rate(lambda _: lambda: next(batches), num_batches, repeats)
 
 
 def time_plain_tf_data(folder: str, num_batches: int, repeats: int) -> float:
@@ -164,6 +183,8 @@ def main() -> None:
   parser.add_argument('--workers', type=int, default=os.cpu_count())
   parser.add_argument('--batches', type=int, default=40, help='Timed batches of 128.')
   parser.add_argument('--repeats', type=int, default=3)
+  parser.add_argument('--window_canvas', type=int, default=0,
+                      help='config.dataset.window_canvas (0: 2 x 224 - 1).')
   args = parser.parse_args()
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   with tempfile.TemporaryDirectory() as tmp:
@@ -172,18 +193,30 @@ def main() -> None:
       folder = tmp
       jpegs_from_a_photo(folder, args.num_images, args.quality)
     pil = time_pil(folder, args.batches, args.repeats, args.workers)
-    ours = time_ours(folder, args.batches, args.repeats, with_step_part=False)
-    ours_and_step = time_ours(folder, args.batches, args.repeats, with_step_part=True)
+    whole = time_whole_decode(folder, args.batches, args.repeats)
+    ours = time_ours(folder, args.batches, args.repeats, with_step_part=False,
+                     window_canvas=args.window_canvas)
+    host_resizing = time_ours(folder, args.batches, args.repeats, with_step_part=False,
+                              resize_on_device=False)
+    ours_and_step = time_ours(folder, args.batches, args.repeats, with_step_part=True,
+                              window_canvas=args.window_canvas)
     plain = time_plain_tf_data(folder, args.batches, args.repeats)
   source = args.images or f'{args.num_images:,} 500x375 JPEGs at quality {args.quality}'
-  print(f'| 224x224 crops of {source}, lighting on, {os.cpu_count()} cores | images/s | / PIL |')
-  print('|---|---|---|')
-  print(f'| alexnet_jax: tf.data, the host\'s part | {ours:.0f} | {ours / pil:.2f} |')
-  print(f'| alexnet_jax: tf.data + the step\'s part (`training_images`) on this CPU too '
-        f'| {ours_and_step:.0f} | {ours_and_step / pil:.2f} |')
-  print(f'| PIL + NumPy, {args.workers} processes | {pil:.0f} | 1.00 |')
-  print(f'| yardstick: plain tf.data decode-resize-crop-flip, no lighting or mean | {plain:.0f} '
-        f'| {plain / pil:.2f} |')
+  canvas = args.window_canvas or 2 * 224 - 1
+  print(f'| 224x224 crops of {source}, lighting on, {os.cpu_count()} cores, window canvas '
+        f'{canvas} | images/s | / PIL | / whole decode |')
+  print('|---|---|---|---|')
+  rows = (
+      ('limit: read + decode whole JPEGs (`tf.io.decode_jpeg`), nothing else', whole),
+      ('alexnet_jax: tf.data, the host\'s part (decoding; the step resizes)', ours),
+      ('alexnet_jax: tf.data, the host\'s part resizing too (`resize_on_device=False`)',
+       host_resizing),
+      ('alexnet_jax: tf.data + the step\'s part (`training_images`) on this CPU too',
+       ours_and_step),
+      (f'PIL + NumPy, {args.workers} processes', pil),
+      ('yardstick: plain tf.data decode-resize-crop-flip, no lighting or mean', plain))
+  for name, rate in rows:
+    print(f'| {name} | {rate:.0f} | {rate / pil:.2f} | {rate / whole:.2f} |')
 
 
 if __name__ == '__main__':

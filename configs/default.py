@@ -39,8 +39,17 @@ def get_config(variant: str = 'imagenet') -> ml_collections.ConfigDict:
   config.dataset.crop_size = 227  # Random crops in training, the centre crop in evaluation.
   config.dataset.random_crop = True  # Sec. 4.1.
   config.dataset.random_flip = True  # Sec. 4.1, horizontal reflections.
-  # Training crops of JPEGs are decoded from the window they cover and resized to crop_size;
-  # antialiasing that resize (as evaluation's is) costs a third of the pipeline's throughput.
+  # Training crops of JPEGs are decoded from the window they cover (DCT-downscaled while that
+  # leaves at least crop_size) and resized to crop_size: by the step on the device, so that the
+  # host only decodes (alexnet_jax/crops.py), or here, on the host, as before.
+  config.dataset.resize_on_device = True
+  # The side of the uint8 canvas that carries each window to the device; 0: 2 * crop_size - 1,
+  # which holds any window DCT downscaling leaves. An image or window larger than the canvas is
+  # resized on the host. The host's throughput falls with the canvas's area (it fills every
+  # byte): set it to the largest window your images have (crop_size * shorter side /
+  # image_size) when that is smaller; whole images that fit are decoded whole, the fastest.
+  config.dataset.window_canvas = 0
+  # Antialias that resize, as evaluation's is (on the host it costs a third of the throughput).
   config.dataset.antialias_training_crops = False
   # Mean RGB of the training set, subtracted from each pixel (Sec. 2), on the 0-255 scale.
   config.dataset.mean_rgb = (123.68, 116.78, 103.94)

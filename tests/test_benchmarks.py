@@ -86,4 +86,6 @@ def test_input_pipeline_on_a_class_folder_and_its_generated_jpegs(tmp_path):
   os.rename(tmp_path / 'generated' / 'train' / 'all', tmp_path / 'folder' / 'train' / 'n03')
   out = _run('input_pipeline.py', f'--images={tmp_path / "folder"}', '--batches=1',
              '--repeats=1', '--workers=1')
-  assert len(_rows(out)) == 4 and all(row[-2] > 0 for row in _rows(out))
+  rows = _rows(out)  # images/s, / PIL, / whole decode; the first row is the whole decode.
+  assert len(rows) == 6 and all(row[-3] > 0 and row[-1] > 0 for row in rows)
+  assert rows[0][-1] == 1.0

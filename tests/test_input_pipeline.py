@@ -4,11 +4,12 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_jax import image_stats, input_pipeline, steps
+from alexnet_jax import crops, image_stats, input_pipeline, steps
 from alexnet_jax.errors import UserInputError
 from configs import default
 from tests.helpers import write_image_folder
@@ -256,6 +257,86 @@ def test_a_jpeg_training_crop_equals_rescaling_then_cropping(tmp_path):
       else:  # Only the window is decoded; it differs by rounding to whole source pixels.
         difference = np.abs(got - want)
         assert np.median(difference) == 0 and difference.mean() < 3, difference.mean()
+
+
+def _photo_jpeg(width, height):
+  """A real photo (matplotlib's grace_hopper.jpg) at width x height, as a JPEG."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  photo = tf.io.decode_jpeg(tf.io.read_file(os.path.join(
+      matplotlib.get_data_path(), 'sample_data', 'grace_hopper.jpg')), channels=3)
+  return tf.io.encode_jpeg(input_pipeline.resize(photo, [height, width]), quality=90)
+
+
+def _device_crop(encoded, offset, *, image_size, crop_size, canvas, antialias):
+  """The crop as the step makes it from what `decode_window` sends."""
+  pixels, window = input_pipeline.decode_window(encoded, tf.constant(offset),
+                                                image_size=image_size, crop_size=crop_size,
+                                                canvas=canvas, antialias=antialias)
+  board = np.zeros((1, canvas, canvas, 3), np.uint8)
+  board[0, :pixels.shape[0], :pixels.shape[1]] = pixels.numpy()
+  return crops.resize_windows(board, window.numpy()[None], crop_size, antialias)[0]
+
+
+@pytest.mark.parametrize('antialias', [False, True])
+def test_resizing_windows_on_the_device_is_tensorflows_resize(antialias):
+  """Against `tf.image.resize` of each window (rounding aside, the host's resize), shrinking
+  and enlarging; a window of the crop's size comes back bit for bit; NumPy and JAX agree."""
+  rng = np.random.default_rng(0)
+  canvas = rng.integers(0, 256, (4, 47, 47, 3)).astype(np.uint8)
+  sides = [(47, 40), (24, 24), (13, 30), (36, 24)]  # Shrink, keep, enlarge, mixed.
+  window = np.array([[0, 0, h, w] for h, w in sides], np.float32)
+  got = crops.resize_windows(canvas, window, 24, antialias)
+  for b, (h, w) in enumerate(sides):
+    want = tf.image.resize(canvas[b, :h, :w], [24, 24], antialias=antialias).numpy()
+    np.testing.assert_allclose(got[b], want, atol=2e-3)
+  np.testing.assert_array_equal(got[1], canvas[1, :24, :24])
+  on_device = jax.jit(crops.resize_windows, static_argnums=(2, 3))(canvas, window, 24, antialias)
+  np.testing.assert_allclose(on_device, got, atol=2e-2)  # Float rounding, in 0-255 units.
+
+
+def test_device_resized_crops_equal_the_hosts():
+  """A window decoded at full scale, whole or cropped, gives the host's crop (`decode_and_crop`)
+  to its uint8 rounding (0.5) away from the window's edges, where decoding a cropped JPEG
+  upsamples the chroma without its neighbours (up to a few levels). A window DCT-downscaled 2x
+  differs from the host's antialiased resize by the filter (the DCT's against a triangle): on
+  average under 1.5 levels, where a crop one pixel off differs by several times that."""
+  for width, height, canvas in ((224, 224, 224), (500, 375, 447)):  # Whole; cropped.
+    encoded = _photo_jpeg(width, height)
+    for offset in ([0, 0], [13, 30], [32, 32]):
+      host = input_pipeline.decode_and_crop(encoded, tf.constant(offset), image_size=256,
+                                            crop_size=224).numpy()
+      device = _device_crop(encoded, offset, image_size=256, crop_size=224, canvas=canvas,
+                            antialias=False)
+      np.testing.assert_allclose(device[3:-3, 3:-3], host[3:-3, 3:-3], atol=0.5 + 2e-3)
+      assert np.abs(device - host).mean() < 0.5
+  encoded = _photo_jpeg(1200, 900)  # Windows of 788 pixels: decoded at 1/2 (394).
+  for offset in ([0, 0], [13, 30], [5, 26]):
+    host = input_pipeline.decode_and_crop(encoded, tf.constant(offset), image_size=256,
+                                          crop_size=224, antialias=True).numpy().astype(float)
+    device = _device_crop(encoded, offset, image_size=256, crop_size=224, canvas=447,
+                          antialias=True)
+    difference = np.abs(device - host)[8:-8, 8:-8].mean()
+    shifted = np.abs(device[9:-7, 8:-8] - host[8:-8, 8:-8]).mean()
+    assert difference < 1.5 and shifted > 3 * difference, (difference, shifted)
+
+
+def test_training_batches_with_and_without_the_device_resize(tmp_path):
+  """The same epoch either way: windows on a canvas whose resize gives the host's crops."""
+  root = write_image_folder(str(tmp_path), size=(40, 30))
+  config = _dataset_config(data_dir=root, image_size=32, crop_size=24, pca_lighting=False)
+  source = input_pipeline.create_source(config)
+  epoch = lambda config: next(input_pipeline.train_epoch(
+      source, config, global_batch_size=8, seed=0, epoch=0, num_batches=1))
+  windows = epoch(config)
+  assert windows['image'].shape == (8, 47, 47, 3) and windows['window'].shape == (8, 4)
+  config.resize_on_device = False
+  host = epoch(config)
+  assert host['image'].shape == (8, 24, 24, 3) and 'window' not in host
+  np.testing.assert_array_equal(windows['flip'], host['flip'])
+  device_images = steps.dataset_training_images(windows, config)
+  host_images = steps.training_images(host)
+  assert np.abs(device_images - host_images)[:, 3:-3, 3:-3].max() <= 0.5 + 2e-3
+  assert np.abs(device_images - host_images).mean() < 0.5
 
 
 def test_dataset_stats_command_and_the_mean_image(tmp_path):

@@ -209,6 +209,12 @@ def test_the_checkpoints_name_their_experiment_when_config_json_is_lost(tmp_path
      r'config.dataset.pca_eigenvalues=\(1, 2\) must be 3 finite numbers'),
     ({'dataset.mean_rgb': (1.0, float('nan'), 3.0)},
      r'config.dataset.mean_rgb=\(1.0, nan, 3.0\) must be 3 finite numbers'),
+    ({'dataset.window_canvas': 10},
+     r'config.dataset.window_canvas=10 must be 0 \(2 \* crop_size - 1\) or at least '
+     r'config.dataset.crop_size=32'),
+    ({'dataset.window_canvas': 40, 'dataset.resize_on_device': False},
+     r'config.dataset.window_canvas=40 carries windows to the device, which '
+     r'config.dataset.resize_on_device=False turns off'),
 ])
 def test_bad_configs_name_the_keys_and_values(tmp_path, overrides, message):
   workdir = tmp_path / 'run'
