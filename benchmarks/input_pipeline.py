@@ -44,8 +44,10 @@ def jpegs_from_a_photo(folder: str, num_images: int, quality: int, size=(500, 37
   photo = Image.open(os.path.join(matplotlib.get_data_path(), 'sample_data', 'grace_hopper.jpg'))
   photo = np.asarray(photo.convert('RGB'), np.float32)
   rng = np.random.default_rng(0)
-  class_dir = os.path.join(folder, 'train', 'all')
-  os.makedirs(class_dir, exist_ok=True)
+  # Two class folders: an image folder of one class is refused (a classifier needs two).
+  class_dirs = [os.path.join(folder, 'train', name) for name in ('photo_a', 'photo_b')]
+  for class_dir in class_dirs:
+    os.makedirs(class_dir, exist_ok=True)
   for i in range(num_images):
     width = int(rng.integers(photo.shape[1] * 3 // 4, photo.shape[1] + 1))
     height = width * 3 // 4
@@ -54,7 +56,7 @@ def jpegs_from_a_photo(folder: str, num_images: int, quality: int, size=(500, 37
     view = photo[top:top + height, left:left + width] * rng.uniform(0.7, 1.3, 3)
     view = view[:, ::-1] if rng.random() < 0.5 else view
     image = Image.fromarray(np.clip(view, 0, 255).astype(np.uint8)).resize(size, Image.BICUBIC)
-    image.save(os.path.join(class_dir, f'{i:05d}.jpg'), quality=quality)
+    image.save(os.path.join(class_dirs[i % 2], f'{i:05d}.jpg'), quality=quality)
 
 
 def dataset_config(folder: str):

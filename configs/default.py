@@ -39,10 +39,12 @@ def get_config(variant: str = 'imagenet') -> ml_collections.ConfigDict:
   config.dataset.crop_size = 227  # Random crops in training, the centre crop in evaluation.
   config.dataset.random_crop = True  # Sec. 4.1.
   config.dataset.random_flip = True  # Sec. 4.1, horizontal reflections.
-  # Training crops of JPEGs are decoded from the window they cover (DCT-downscaled while that
-  # leaves at least crop_size) and resized to crop_size: by the step on the device, so that the
-  # host only decodes (alexnet_jax/crops.py), or here, on the host, as before.
-  config.dataset.resize_on_device = True
+  # Training crops of JPEGs are decoded from the window they cover and resized to crop_size: on
+  # the host, or (True) by the step on the device, the host only decoding (DCT-downscaled while
+  # that leaves at least crop_size) into a canvas (alexnet_jax/crops.py). Off by default: with
+  # the default canvas the host measured no faster and the device receives 4x the bytes; with
+  # a canvas that fits the images' windows it is (docs/performance.md).
+  config.dataset.resize_on_device = False
   # The side of the uint8 canvas that carries each window to the device; 0: 2 * crop_size - 1,
   # which holds any window DCT downscaling leaves. An image or window larger than the canvas is
   # resized on the host. The host's throughput falls with the canvas's area (it fills every

@@ -83,7 +83,7 @@ def test_input_pipeline_on_a_class_folder_and_its_generated_jpegs(tmp_path):
   script = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(script)
   script.jpegs_from_a_photo(str(tmp_path / 'generated'), 4, quality=90)
-  os.rename(tmp_path / 'generated' / 'train' / 'all', tmp_path / 'folder' / 'train' / 'n03')
+  os.rename(tmp_path / 'generated' / 'train' / 'photo_a', tmp_path / 'folder' / 'train' / 'n03')
   out = _run('input_pipeline.py', f'--images={tmp_path / "folder"}', '--batches=1',
              '--repeats=1', '--workers=1')
   rows = _rows(out)  # images/s, / PIL, / whole decode; the first row is the whole decode.

@@ -323,7 +323,8 @@ def test_device_resized_crops_equal_the_hosts():
 def test_training_batches_with_and_without_the_device_resize(tmp_path):
   """The same epoch either way: windows on a canvas whose resize gives the host's crops."""
   root = write_image_folder(str(tmp_path), size=(40, 30))
-  config = _dataset_config(data_dir=root, image_size=32, crop_size=24, pca_lighting=False)
+  config = _dataset_config(data_dir=root, image_size=32, crop_size=24, pca_lighting=False,
+                           resize_on_device=True)
   source = input_pipeline.create_source(config)
   epoch = lambda config: next(input_pipeline.train_epoch(
       source, config, global_batch_size=8, seed=0, epoch=0, num_batches=1))
