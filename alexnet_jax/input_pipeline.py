@@ -367,8 +367,8 @@ def decode_window(encoded: tf.Tensor, offset: tf.Tensor, *, image_size: int, cro
     extent = tf.cast(window, tf.float32) / tf.cast(ratio, tf.float32)
     first = tf.cast(tf.floor(start), tf.int32)
     last = tf.minimum(tf.cast(tf.math.ceil(start + extent), tf.int32), scaled_size)
-    fits = tf.cast(tf.reduce_max(scaled_size) <= canvas, tf.int32)
-    mode = tf.where(fits == 1, 0, tf.where(tf.reduce_max(last - first) <= canvas, 1, 2))
+    mode = tf.where(tf.reduce_max(scaled_size) <= canvas, 0,
+                    tf.where(tf.reduce_max(last - first) <= canvas, 1, 2))
 
     def decoded(static_ratio, static_mode):
       def decode():
@@ -504,10 +504,9 @@ def train_epoch(source: Source, config: ml_collections.ConfigDict, *, global_bat
                 cached: tf.data.Dataset | None = None,
                 normalization: 'Normalization | None' = None) -> Iterator[dict[str, np.ndarray]]:
   """This process's rows of batches `skip_batches` to `num_batches` of one epoch: 'image',
-  'shift', 'flip' and, resized on the device, 'window' (`augment`, which `steps.training_images`
-  combines), 'label', and POSITION: how
-  many examples of this process's stream (the epoch's, repeated) precede the next batch,
-  dropped ones included.
+  'shift', 'flip' and, resized on the device, 'window' (`augment`, which
+  `steps.training_images` combines), 'label', and POSITION: how many examples of this
+  process's stream (the epoch's, repeated) precede the next batch, dropped ones included.
 
   The order and the crops depend only on (seed, epoch), so a run resumes mid-epoch exactly:
   `skip_examples`, the POSITION after the last batch trained, skips what came before it even
