@@ -15,8 +15,9 @@ import numpy as np
 class CheckpointTriggers:
   """A context that turns SIGTERM, SIGINT and SIGHUP into 'checkpoint now, then stop'.
 
-  A second signal of the same kind acts as it would have without this context. Outside the main
-  thread, where Python cannot handle signals, only the timer works.
+  A second signal of the same kind acts as it would have without this context. A signal the
+  process ignores stays ignored (SIGHUP under `nohup`: the user asked the run to outlive its
+  terminal). Outside the main thread, where Python cannot handle signals, only the timer works.
   """
 
   # SIGHUP: the terminal that started the run was closed (an ssh session that dropped).
@@ -32,7 +33,8 @@ class CheckpointTriggers:
   def __enter__(self) -> 'CheckpointTriggers':
     if threading.current_thread() is threading.main_thread():
       for signal_number in self.SIGNALS:
-        self._previous_handlers[signal_number] = signal.signal(signal_number, self._handle)
+        if signal.getsignal(signal_number) is not signal.SIG_IGN:
+          self._previous_handlers[signal_number] = signal.signal(signal_number, self._handle)
     return self
 
   def __exit__(self, *unused_exc_info) -> None:

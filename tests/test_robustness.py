@@ -101,12 +101,31 @@ def test_check_finite_names_the_step_and_the_quantity():
     train.check_finite([(9, {**ok, 'loss': np.float32(np.nan)})], latest_checkpoint=5)
 
 
-def test_sighup_from_a_closed_terminal_is_a_preemption_too():
+@pytest.fixture
+def sighup_disposition():
+  """Sets SIGHUP's disposition for a test (pytest may run under nohup), then restores it."""
+  before = signal.getsignal(signal.SIGHUP)
+  yield lambda handler: signal.signal(signal.SIGHUP, handler)
+  signal.signal(signal.SIGHUP, before)
+
+
+def test_sighup_from_a_closed_terminal_is_a_preemption_too(sighup_disposition):
   """It lost the steps since the last checkpoint, where SIGTERM saved them."""
+  sighup_disposition(signal.SIG_DFL)
   with preemption.CheckpointTriggers(every_minutes=0) as triggers:
     os.kill(os.getpid(), signal.SIGHUP)
     assert triggers.poll()[0] == signal.SIGHUP
   assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+
+
+def test_a_run_under_nohup_keeps_ignoring_sighup(sighup_disposition):
+  """`nohup` asked the run to outlive its terminal: closing it must not stop the run."""
+  sighup_disposition(signal.SIG_IGN)
+  with preemption.CheckpointTriggers(every_minutes=0) as triggers:
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    os.kill(os.getpid(), signal.SIGHUP)
+    assert triggers.poll()[0] is None
+  assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
 
 
 # orbax runs a restore on an event loop of its own and closes it, without waiting, when the first
