@@ -1,9 +1,11 @@
-"""Training crops resized on the device: the host decodes only each crop's window of the JPEG
-(scaled down by the decoder's DCT where the window is at least twice the crop) into the top-left
-of a fixed uint8 canvas, and the step resamples each window to the crop size.
+"""Training crops resized on the device (`dataset.resize_on_device`): the host only decodes each
+JPEG (scaled down by the decoder's DCT where the crop's window is at least twice the crop; whole
+when it fits the canvas, else the window's pixels) into the top-left of a fixed uint8 canvas,
+and the step resamples each window to the crop size, a few gathers beside the first convolution.
 
-Resizing is half the host's work when it resizes each crop in float32; on the device it is a few
-gathers beside the first convolution. Written for NumPy and JAX alike (tests compare the two).
+Where the canvas fits the images this lets the host deliver more images; where it is much
+larger than them, filling it costs what the resize saved (docs/performance.md). Written for
+NumPy and JAX alike (tests compare the two).
 """
 
 from typing import Any
@@ -36,8 +38,9 @@ def _taps(xp: Any, start: Any, extent: Any, size: int, canvas: int,
   resamples a whole image (bilinear, half-pixel centres; `antialias`: the triangle kernel
   widened by the shrink factor), over the pixels the window touches only (weights renormalized
   at its edges, which for the plain kernel equals clamping)."""
-  # Windows are under twice the crop (window_canvas): a radius under 2 covers at most 4 pixels.
-  num_taps = 4 if antialias else 2
+  # The kernel's radius is at most canvas / size, and an open interval of width 2r holds at most
+  # ceil(2r) pixels: 4 for the default canvas (2 * size - 1).
+  num_taps = int(np.ceil(2 * max(canvas / size, 1.0))) if antialias else 2
   start, extent = start[:, None, None], extent[:, None, None]
   centres = start + (xp.arange(size, dtype=xp.float32)[None, :, None] + 0.5) * extent / size
   radius = xp.maximum(extent / size, 1.0) if antialias else xp.ones_like(extent)
@@ -63,8 +66,8 @@ def _resample_axis1(xp: Any, images: Any, index: Any, weights: Any) -> Any:
 
 def resize_windows(canvas: Any, window: Any, size: int, antialias: bool = False) -> Any:
   """Each example's window of its canvas (uint8 [B, C, C, 3]; window[b] = [top, left, height,
-  width], float32 in canvas pixels) resampled to float32
-  [B, size, size, 3]. A window [0, 0, size, size] comes back unchanged, bit for bit."""
+  width], float32 in canvas pixels) resampled to float32 [B, size, size, 3]. A window
+  [0, 0, size, size] comes back unchanged, bit for bit."""
   xp = np if isinstance(canvas, np.ndarray) else jnp
   side = canvas.shape[1]
   window = window.astype(xp.float32)
