@@ -385,8 +385,8 @@ def decode_window(encoded: tf.Tensor, offset: tf.Tensor, *, image_size: int, cro
     branches = [decoded(r, m) for r in crops.DCT_RATIOS for m in range(3)]
     return tf.switch_case(ratio_index * 3 + mode, branches)
 
-  def other():
-    return whole(crop(decode_and_resize(encoded, image_size, decoded=False), offset, crop_size))
+  def other():  # Not a JPEG: decode_and_crop's long way.
+    return whole(decode_and_crop(encoded, offset, image_size=image_size, crop_size=crop_size))
 
   image, where = tf.cond(tf.io.is_jpeg(encoded), from_jpeg, other)
   return tf.ensure_shape(image, [None, None, 3]), tf.ensure_shape(where, [4])
