@@ -51,8 +51,11 @@ def axis_index(axis: str | tuple[str, ...] | None) -> jax.Array | int:
 
 
 def gather_channels(x: jax.Array, axis: str | tuple[str, ...] | None) -> jax.Array:
-  """All the towers' maps on every device: channels of all shards, in tower order."""
-  return x if axis is None else lax.all_gather(x, axis, axis=x.ndim - 1, tiled=True)
+  """All the towers' maps on every device: channels of all shards, in tower order. Over one
+  device there is nothing to gather (XLA:CPU would still copy the maps)."""
+  if axis_size(axis) == 1:
+    return x
+  return lax.all_gather(x, axis, axis=x.ndim - 1, tiled=True)
 
 
 def local_response_norm(x: jax.Array, k: float, n: int, alpha: float, beta: float,

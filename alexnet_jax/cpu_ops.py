@@ -59,14 +59,41 @@ def _vary(x: jax.Array, axes: frozenset) -> jax.Array:
   return lax.pcast(x, missing, to='varying') if missing else x
 
 
+def _stride_aligned(padding: Padding, spatial: Sequence[int], window: int,
+                    stride: int) -> Padding:
+  """`padding` with zeros added at the high end of each spatial axis until the padded size is a
+  multiple of the stride, where no window reads them (the output's size is unchanged): XLA:CPU
+  runs such a strided convolution 3-4x faster (AlexNet's conv1, 227 -> 228: 113 ms against 35
+  for 32 images, the same numbers)."""
+  aligned = []
+  for (low, high), size in zip(padding, spatial):
+    padded = size + low + high
+    extra = -padded % stride
+    if (padded - window) % stride + extra >= stride:
+      extra = 0  # A window would read the new zeros: the output would grow.
+    aligned.append((low, high + extra))
+  return tuple(aligned)
+
+
 def conv(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) -> jax.Array:
   """NHWC x HWIO convolution (explicit `padding` pairs).
+
+  Two layouts XLA:CPU runs faster give the same numbers: a strided convolution's input padded to
+  a multiple of the stride (`_stride_aligned`), and a 3-channel input (RGB) of an unstrided one
+  given a zero fourth channel, the kernel zero weights for it (the CIFAR-10 nets' conv1, 8
+  images: 1.4 ms against 0.3; the pad's transpose drops that channel's kernel gradient). A
+  strided one runs slower with 4 channels (AlexNet's conv1: 35 ms against 40).
 
   Inside shard_map, input and kernel are first cast to vary over the same mesh axes, so that
   the hand-written gradients have their types; the cast's transpose sums the kernel's gradient
   over the data replicas, as autodiff would.
   """
   axes = _varying_axes(x) | _varying_axes(kernel)
+  if stride > 1:
+    padding = _stride_aligned(padding, x.shape[1:3], kernel.shape[0], stride)
+  elif x.shape[-1] == 3:
+    x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, 1)))
+    kernel = jnp.pad(kernel, ((0, 0), (0, 0), (0, 1), (0, 0)))
   return _conv(_vary(x, axes), _vary(kernel, axes), stride, padding)
 
 

@@ -38,9 +38,25 @@ def test_conv_gradients_equal_xla(size, kernel, stride, channels, padding):
                                                 dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   want, want_grads = values_and_grads(plain, x, w)
   got, got_grads = values_and_grads(lambda x, w: cpu_ops.conv(x, w, stride, pads), x, w)
-  np.testing.assert_array_equal(got, want)  # The forward pass is XLA's own.
+  # The forward pass is XLA's own, on a layout XLA:CPU runs faster (a stride-aligned or
+  # 4-channel input: the same sums, maybe in another order).
+  assert_close(got, want)
   for g, w_ in zip(got_grads, want_grads):
     assert_close(g, w_)
+
+
+@pytest.mark.parametrize('size,window,stride,padding,aligned', [
+    (227, 11, 4, ((0, 0), (0, 0)), ((0, 1), (0, 1))),  # AlexNet's conv1: 227 -> 228.
+    (31, 11, 4, ((0, 0), (0, 0)), ((0, 1), (0, 1))),
+    (10, 4, 2, ((2, 1), (2, 1)), ((2, 1), (2, 1))),  # 13: a window would read a 14th pixel.
+    (24, 5, 2, ((2, 2), (2, 2)), ((2, 2), (2, 2))),  # 28: aligned already.
+])
+def test_stride_alignment_pads_only_zeros_no_window_reads(size, window, stride, padding,
+                                                         aligned):
+  got = cpu_ops._stride_aligned(padding, (size, size), window, stride)
+  assert got == aligned
+  out = lambda pads: (size + sum(pads[0]) - window) // stride + 1
+  assert out(got) == out(padding)
 
 
 def test_kernel_gradient_takes_the_faster_formulation_for_each_layer_shape():
