@@ -15,13 +15,13 @@ Wall time on this project's 2-core CPU machines (AVX-512): the baseline 70 min o
 (a training epoch of 73 steps 2.2-2.5 min, each of the five evaluations on the centre and ten
 crops about 4 min), C6's one-tower net 55 min; the baseline again on an AMD EPYC, 2.3-2.5 min an
 epoch and 3.7-5.2 min an evaluation, then C3's 2/2 pooling 66 min.
-Results (one seed; validation top-1 error on ten crops, centre crop in brackets): baseline 25.68%
-(26.88%) on the Xeon, 25.78% (26.85%) on the EPYC: the same code and seed drift apart on
-another CPU by up to 1.2 points mid-run and 0.1 at the end, a floor under any single-run gap.
-C6 one tower 27.64% (28.51%), 1.96 points above the Xeon's baseline: reproduced on top-1 (top-5
-3.49% against 3.64%, not higher); C8 not reproduced on either baseline (19 and 16, 23 and 17 of
-each tower's 48 kernels colour-specific). C3 2/2 pooling 27.92% (29.25%), 2.14 points above the
-EPYC's baseline: reproduced (top-5 3.95% against 3.75%). C2, C4: not run yet.
+Results (records in results/imagenette_131, seed 0; validation top-1 error on ten crops, centre
+crop in brackets): baseline 25.68% (26.88%); C6 one tower 27.64% (28.51%), reproduced on top-1;
+C3 2/2 pooling 27.01% (27.92%), reproduced; C2 no LRN 22.52% (24.25%): LRN raised the error by
+3.16 points, not reproduced; C4 no lighting 26.19% (26.70%), reproduced at the rule's threshold;
+C8 not reproduced (23 and 17 of each tower's 48 kernels colour-specific). The same code and seed
+drift apart on another CPU by up to 1.2 points mid-run and 0.1 at the end (the baseline ended at
+25.78% on an AMD EPYC), a floor under any single-run gap; docs/imagenette.md has the rest.
 Paper (ImageNet): C6 top-1 -1.7%, C3 -0.4%, C2 -1.4%, C4 -1% or more; C8 qualitative.
 """
 

@@ -20,10 +20,10 @@ epsW 0.001 on all 50,000 training images, then CUDA_CONVNET_TAIL_EPOCHS at / 10 
 ten-view test runs every CUDA_CONVNET_EVAL_EVERY_EPOCHS epochs.
 
 Paper: ImageNet top-1 -1.4%, top-5 -1.2%; CIFAR-10 four-layer net 13% -> 11% test error.
-Wall time (cuda_convnet, on a 2-core Intel Xeon, no accelerator): the 13% net 61 min, the 11% net
-95 min; the other variants are not yet timed.
-Result (cuda_convnet, seed 0, ten views): 19.63% -> 19.20% test top-1, 0.43 points of the
-paper's 2: 'direction only' (docs/cuda_convnet_cifar.md).
+Wall time (cuda_convnet, 2 cores, no accelerator): the 13% net 61 min and the 11% net 95 min on
+an Intel Xeon, 42 and 53 min on an AMD EPYC Zen 5; the other variants are not yet timed.
+Result (cuda_convnet, seed 0, ten views; records in results/c2_cifar10): 19.63% -> 19.01% test
+top-1, 0.62 points of the paper's 2: 'direction only' (docs/cuda_convnet_cifar.md).
 """
 
 import ml_collections
