@@ -35,9 +35,13 @@ class Split:
   examples: tf.data.Dataset
   num_local: int  # Examples in `examples`.
   num_global: int  # Examples over all processes.
-  decoded: bool  # True when 'image' is already a uint8 tensor.
+  holds: str  # What 'image' is: 'path' (a file's), 'encoded' (a file's bytes) or 'decoded' (uint8).
   process_sharded: bool  # True when `examples` holds only this process's share.
   image_files: tuple[str, ...] = ()  # An image folder's, behind `examples`: to name a bad one.
+  # An image folder's [height, width] of each JPEG (from its header), 0 for other files, and
+  # labels (for shuffling paths without tf.data's shuffle buffer).
+  jpeg_sizes: np.ndarray | None = None
+  labels: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,13 +64,39 @@ class Source:
 IMAGE_SIGNATURES = (b'\xff\xd8\xff', b'\x89PNG\r\n\x1a\n', b'GIF87a', b'GIF89a', b'BM')
 
 
-def is_image_file(path: str) -> bool:
-  """Whether the file starts like a JPEG, PNG, GIF or BMP (cheap: reads 8 bytes)."""
+# JPEG markers of frame headers, which hold the image's size: SOF0-15 but DHT, JPG and DAC.
+_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(file: Any) -> tuple[int, int]:
+  """A JPEG's [height, width] from its frame header, (0, 0) when none comes before the image
+  data: reads each segment's marker and length, and seeks past its body."""
+  position = 2  # After the start-of-image marker.
+  while True:
+    file.seek(position)
+    head = file.read(4)
+    if len(head) < 4 or head[0] != 0xFF or head[1] in (0xD9, 0xDA):  # Broken, end, scan.
+      return 0, 0
+    if head[1] == 0xFF or head[1] == 0x01 or 0xD0 <= head[1] <= 0xD8:  # Fill byte; no length.
+      position += 1 if head[1] == 0xFF else 2
+      continue
+    if head[1] in _FRAME_MARKERS:
+      frame = file.read(5)  # Sample precision, height, width.
+      return (int.from_bytes(frame[1:3], 'big'), int.from_bytes(frame[3:5], 'big')) \
+          if len(frame) == 5 else (0, 0)
+    position += 2 + int.from_bytes(head[2:4], 'big')
+
+
+def probe_image_file(path: str) -> tuple[bool, tuple[int, int]]:
+  """Whether the file starts like a JPEG, PNG, GIF or BMP, and a JPEG's [height, width], else
+  (0, 0) (cheap: a few small reads)."""
   try:
     with paths.Path(path).open('rb') as f:
-      return f.read(8).startswith(IMAGE_SIGNATURES)
+      signature = f.read(8)
+      is_jpeg = signature.startswith(IMAGE_SIGNATURES[0])
+      return signature.startswith(IMAGE_SIGNATURES), _jpeg_size(f) if is_jpeg else (0, 0)
   except OSError:
-    return False
+    return False, (0, 0)
 
 
 def _class_folders(split_dir: str) -> list[str]:
@@ -76,8 +106,9 @@ def _class_folders(split_dir: str) -> list[str]:
 
 
 def _list_images(split_dir: str, class_names: list[str],
-                 bad_images: str) -> tuple[list[str], list[int]]:
-  """Paths and labels of a split's images; files that are not images skipped or refused."""
+                 bad_images: str) -> tuple[list[str], list[int], np.ndarray]:
+  """Paths, labels and JPEG sizes ([N, 2], `probe_image_file`) of a split's images; files that
+  are not images skipped or refused."""
   image_paths, labels = [], []
   for label, name in enumerate(class_names):
     class_dir = paths.join(split_dir, name)
@@ -89,7 +120,7 @@ def _list_images(split_dir: str, class_names: list[str],
     image_paths += [paths.join(class_dir, f) for f in files]
     labels += [label] * len(files)
   with concurrent.futures.ThreadPoolExecutor(32) as pool:  # I/O bound: many small reads.
-    good = list(pool.map(is_image_file, image_paths))
+    good, sizes = zip(*pool.map(probe_image_file, image_paths))  # Each class has a file.
   bad = [p for p, ok in zip(image_paths, good) if not ok]
   if bad and bad_images == 'fail':
     raise UserInputError(f'{bad[0]} is not an image (JPEG, PNG, GIF or BMP), nor are '
@@ -104,7 +135,8 @@ def _list_images(split_dir: str, class_names: list[str],
   if empty:  # Every file of the class was skipped: the class would have no example.
     raise UserInputError(f'the class folder {paths.join(split_dir, empty[0])} has no images: '
                          'none of its files is a JPEG, PNG, GIF or BMP.')
-  return [p for p, ok in zip(image_paths, good) if ok], kept_labels
+  return ([p for p, ok in zip(image_paths, good) if ok], kept_labels,
+          np.asarray([size for size, ok in zip(sizes, good) if ok], np.int32).reshape(-1, 2))
 
 
 def _image_folder(config: ml_collections.ConfigDict, process_index: int,
@@ -135,14 +167,14 @@ def _image_folder(config: ml_collections.ConfigDict, process_index: int,
         f'{config.eval_split!r}: {only_eval[:5]}.')
 
   def split(name, process_sharded):
-    files, labels = _list_images(split_dirs[name], class_names, config.bad_images)
+    files, labels, jpeg_sizes = _list_images(split_dirs[name], class_names, config.bad_images)
     local = slice(process_index, None, process_count) if process_sharded else slice(None)
-    examples = tf.data.Dataset.from_tensor_slices(
-        {'image': files[local], 'label': np.asarray(labels[local], np.int32)})
-    examples = examples.map(lambda x: {'image': tf.io.read_file(x['image']), 'label': x['label']},
-                            num_parallel_calls=tf.data.AUTOTUNE)
-    return Split(examples, len(files[local]), len(files), decoded=False,
-                 process_sharded=process_sharded, image_files=tuple(files[local]))
+    # Paths, read by the map that decodes them (`encoded`).
+    labels = np.asarray(labels[local], np.int32)
+    examples = tf.data.Dataset.from_tensor_slices({'image': files[local], 'label': labels})
+    return Split(examples, len(files[local]), len(files), holds='path',
+                 process_sharded=process_sharded, image_files=tuple(files[local]),
+                 jpeg_sizes=jpeg_sizes[local], labels=labels)
 
   return Source(len(class_names), split(config.train_split, process_sharded=False),
                 split(config.eval_split, process_sharded=True) if with_eval else None,
@@ -192,7 +224,7 @@ def _tfds(config: ml_collections.ConfigDict, process_index: int, process_count: 
                                   decoders={'image': tfds.decode.SkipDecoding()})
     examples = examples.map(lambda x: {'image': x['image'], 'label': tf.cast(x['label'], tf.int32)})
     return Split(examples, builder.info.splits[local_name].num_examples,
-                 builder.info.splits[name].num_examples, decoded=False, process_sharded=True)
+                 builder.info.splits[name].num_examples, holds='encoded', process_sharded=True)
 
   label = builder.info.features['label']
   return Source(label.num_classes, split(config.train_split),
@@ -222,7 +254,7 @@ def _synthetic(config: ml_collections.ConfigDict, process_index: int,
                                       config.image_size, seed)
     local = slice(process_index, None, process_count) if process_sharded else slice(None)
     examples = tf.data.Dataset.from_tensor_slices({'image': images[local], 'label': labels[local]})
-    return Split(examples, len(labels[local]), num_examples, decoded=True,
+    return Split(examples, len(labels[local]), num_examples, holds='decoded',
                  process_sharded=process_sharded)
 
   return Source(config.synthetic_num_classes,
@@ -291,29 +323,66 @@ def first_undecodable(image_files: Sequence[str], image_size: int) -> tuple[str,
     return next((bad for bad in pool.map(check, image_files) if bad is not None), None)
 
 
-def crop_offset(seed: tf.Tensor | None, *, image_size: int, crop_size: int,
+DRAWS = 6  # Uniform numbers per training example: crop top and left, reflection, lighting (3).
+_GOLDEN, _MIX = 0x9E3779B97F4A7C15, (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)  # SplitMix64's.
+
+
+def _mix64(bits: tf.Tensor) -> tf.Tensor:
+  """SplitMix64's finalizer on uint64: every output bit depends on every input bit."""
+  for shift, multiplier in zip((30, 27), _MIX):
+    bits = tf.bitwise.bitwise_xor(bits, tf.bitwise.right_shift(bits, tf.constant(shift, tf.uint64)))
+    bits = bits * tf.constant(multiplier, tf.uint64)
+  return tf.bitwise.bitwise_xor(bits, tf.bitwise.right_shift(bits, tf.constant(31, tf.uint64)))
+
+
+def example_draws(epoch_seed: int, index: tf.Tensor) -> tf.Tensor:
+  """The DRAWS uniform numbers in (0, 1) of the training examples at `index` (int64, any
+  shape) of the epoch's shuffled order: [..., DRAWS] float32, SplitMix64's stream from the
+  epoch's seed at each example's own counters. Elementwise, so one example's numbers are the
+  same drawn alone (`augment`) or with its batch (`train_epoch`'s whole-JPEG path)."""
+  state = _mix64(tf.constant(epoch_seed % 2**64, tf.uint64))
+  counters = tf.cast(index, tf.uint64)[..., None] * DRAWS + \
+      tf.constant(np.arange(1, DRAWS + 1), tf.uint64)
+  bits = _mix64(state + counters * tf.constant(_GOLDEN, tf.uint64))
+  # 23 bits: (k + 0.5) / 2^23 is exact in float32 and never 0 or 1.
+  return (tf.cast(tf.bitwise.right_shift(bits, tf.constant(41, tf.uint64)), tf.float32) + 0.5) \
+      / 2.0**23
+
+
+def crop_offset(draws: tf.Tensor | None, *, image_size: int, crop_size: int,
                 random_crop: bool) -> tf.Tensor:
-  """[top, left] of a crop of the image_size square: uniform at random, or the centre."""
+  """[..., 2] [top, left] of crops of the image_size square: uniform at random (from
+  `example_draws`), or the centre."""
   if random_crop:
-    return tf.random.stateless_uniform([2], seed, 0, image_size - crop_size + 1, tf.int32)
-  return tf.fill([2], (image_size - crop_size) // 2)
+    positions = image_size - crop_size + 1
+    return tf.minimum(tf.cast(draws[..., :2] * positions, tf.int32), positions - 1)
+  return tf.fill([2], (image_size - crop_size) // 2) if draws is None else \
+      tf.fill(tf.shape(draws[..., :2]), (image_size - crop_size) // 2)
 
 
 def crop(image: tf.Tensor, offset: tf.Tensor, crop_size: int) -> tf.Tensor:
   return tf.slice(image, tf.concat([offset, [0]], 0), [crop_size, crop_size, 3])
 
 
-def _jpeg_window(encoded: tf.Tensor, offset: tf.Tensor, *, image_size: int,
-                 crop_size: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-  """The JPEG's pixels that the crop at `offset` of its central `image_size` square covers:
-  [top, left] and side of that window, rounded to whole pixels, and the image's [height, width]."""
-  height_width = tf.image.extract_jpeg_shape(encoded)[:2]
-  side = tf.reduce_min(height_width)
+def window_in_image(height_width: tf.Tensor, offset: tf.Tensor, *, image_size: int,
+                    crop_size: int) -> tuple[tf.Tensor, tf.Tensor]:
+  """The pixels of images of [..., 2] `height_width` that crops at `offset` of their central
+  `image_size` square cover: [..., 2] [top, left] and [...] side of each window, rounded to whole
+  pixels."""
+  side = tf.reduce_min(height_width, axis=-1, keepdims=True)
   scale = tf.cast(side, tf.float32) / image_size
   window = tf.maximum(1, tf.cast(tf.round(crop_size * scale), tf.int32))
   top_left = tf.cast(tf.round(tf.cast(offset, tf.float32) * scale), tf.int32) + \
       (height_width - side) // 2
-  return tf.minimum(top_left, height_width - window), window, height_width
+  return tf.minimum(top_left, height_width - window), window[..., 0]
+
+
+def _jpeg_window(encoded: tf.Tensor, offset: tf.Tensor, *, image_size: int,
+                 crop_size: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+  """`window_in_image` of a JPEG, and its [height, width]."""
+  height_width = tf.image.extract_jpeg_shape(encoded)[:2]
+  return (*window_in_image(height_width, offset, image_size=image_size, crop_size=crop_size),
+          height_width)
 
 
 def decode_and_crop(encoded: tf.Tensor, offset: tf.Tensor, *, image_size: int, crop_size: int,
@@ -392,13 +461,15 @@ def decode_window(encoded: tf.Tensor, offset: tf.Tensor, *, image_size: int, cro
   return tf.ensure_shape(image, [None, None, 3]), tf.ensure_shape(where, [4])
 
 
-def lighting_noise(seed: tf.Tensor, *, std: float, eigenvalues: tf.Tensor,
+def lighting_noise(uniforms: tf.Tensor, *, std: float, eigenvalues: tf.Tensor,
                    eigenvectors: tf.Tensor) -> tf.Tensor:
   """PCA lighting (Sec. 4.1): [p1 p2 p3][a1 l1, a2 l2, a3 l3]^T with a_i ~ N(0, std), one RGB
-  offset on the 0-255 scale. `eigenvectors` holds p_i as columns; `eigenvalues` are those of the
-  covariance of RGB values scaled to [0, 1]."""
-  alphas = tf.random.stateless_normal([3], seed, stddev=std)
-  return 255.0 * tf.linalg.matvec(eigenvectors, alphas * eigenvalues)
+  offset on the 0-255 scale per [..., 3] `uniforms` in (0, 1) (the a_i's quantiles).
+  `eigenvectors` holds p_i as columns; `eigenvalues` are those of the covariance of RGB values
+  scaled to [0, 1]."""
+  weights = std * tf.math.ndtri(uniforms) * eigenvalues
+  # Summed term by term: elementwise, so the same bits for an example alone or in a batch.
+  return 255.0 * sum(weights[..., i, None] * eigenvectors[:, i] for i in range(3))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -417,28 +488,36 @@ class Normalization:
         'eigenvectors': tf.constant(stats.eigenvectors, tf.float32)}
     return cls(tf.constant(mean, tf.float32), lighting)
 
-  def mean_at(self, offset: tf.Tensor, crop_size: int) -> tf.Tensor:
-    """The mean under a crop at `offset` of the image_size square."""
-    return self.mean if self.mean.shape.rank == 1 else crop(self.mean, offset, crop_size)
+  def shift(self, draws: tf.Tensor, offset: tf.Tensor, crop_size: int) -> tf.Tensor:
+    """Minus the mean under crops at [..., 2] `offset` of the image_size square, plus their
+    lighting noise (from `example_draws`): [..., 3], or with a mean image [..., crop, crop, 3]."""
+    noise = tf.zeros_like(draws[..., 3:]) if self.lighting is None else \
+        lighting_noise(draws[..., 3:], **self.lighting)
+    if self.mean.shape.rank == 1:
+      return noise - self.mean
+    rows = offset[..., :1] + tf.range(crop_size)  # [..., crop] each.
+    columns = offset[..., 1:] + tf.range(crop_size)
+    batch_rank = offset.shape.rank - 1
+    mean = tf.gather(tf.gather(self.mean, rows), columns, axis=batch_rank + 1,
+                     batch_dims=batch_rank)
+    return noise[..., None, None, :] - mean
 
 
-def augment(image: tf.Tensor, seed: tf.Tensor, *, how: str, image_size: int, crop_size: int,
+def augment(image: tf.Tensor, draws: tf.Tensor, *, how: str, image_size: int, crop_size: int,
             random_crop: bool, random_flip: bool, normalization: Normalization,
             antialias: bool = False, canvas: int | None = None) -> dict[str, tf.Tensor]:
   """A training example (Sec. 4.1) as tensors which `steps.training_images` combines on the
   device, where it fuses into the first layer instead of taking passes over the pixels here:
   'image', a random (or the central) crop of the image_size square, uint8; 'shift', minus the
   mean plus the PCA lighting noise, [3] ([crop, crop, 3] with a mean image); 'flip', whether the
-  result is reflected. With a `canvas` (`crops.window_canvas`), 'image' is the crop's window
-  as `decode_window` leaves it, for the device to resize, and 'window' where the crop lies in
-  it.
+  result is reflected; all three from the example's `draws` (`example_draws`). With a `canvas`
+  (`crops.window_canvas`), 'image' is the crop's window as `decode_window` leaves it, for the
+  device to resize, and 'window' where the crop lies in it.
 
   `how` says what `image` is: 'encoded' (a file's bytes), 'decoded' (uint8 of any size) or
   'square' (the uint8 image_size square, as `decode_and_resize` makes it).
   """
-  crop_seed, flip_seed, lighting_seed = tf.unstack(
-      tf.random.experimental.stateless_split(seed, 3))
-  offset = crop_offset(crop_seed, image_size=image_size, crop_size=crop_size,
+  offset = crop_offset(draws, image_size=image_size, crop_size=crop_size,
                        random_crop=random_crop)
   window = tf.constant([0, 0, crop_size, crop_size], tf.float32)  # The crop itself.
   if how == 'encoded' and canvas is not None:
@@ -451,12 +530,32 @@ def augment(image: tf.Tensor, seed: tf.Tensor, *, how: str, image_size: int, cro
     if how == 'decoded':
       image = decode_and_resize(image, image_size, decoded=True)
     image = crop(image, offset, crop_size)
-  shift = -normalization.mean_at(offset, crop_size)
-  if normalization.lighting is not None:
-    shift += lighting_noise(lighting_seed, **normalization.lighting)
-  flip = tf.constant(random_flip) & (tf.random.stateless_uniform([], flip_seed) < 0.5)
-  example = {'image': image, 'shift': shift, 'flip': flip}
+  example = {'image': image, **shift_and_flip(draws, offset, crop_size=crop_size,
+                                               random_flip=random_flip,
+                                               normalization=normalization)}
   return example if canvas is None else {**example, 'window': window}
+
+
+def shift_and_flip(draws: tf.Tensor, offset: tf.Tensor, *, crop_size: int, random_flip: bool,
+                   normalization: Normalization) -> dict[str, tf.Tensor]:
+  """'shift' and 'flip' (`augment`) of examples with [..., DRAWS] `draws` cropped at
+  [..., 2] `offset`."""
+  return {'shift': normalization.shift(draws, offset, crop_size),
+          'flip': tf.constant(random_flip) & (draws[..., 2] < 0.5)}
+
+
+def whole_at_full_scale(jpeg_sizes: np.ndarray | None, *, image_size: int, crop_size: int,
+                        canvas: int) -> bool:
+  """Whether `decode_window` would decode every one of these JPEGs ([N, 2] sizes, 0 for other
+  files) whole at full scale: each fits the canvas and its window is under twice the crop
+  (`window_in_image`; no DCT downscaling). Then `train_epoch` decodes them without its
+  per-example choices, whose control flow costs more of the host's time than the decoding."""
+  if jpeg_sizes is None or not len(jpeg_sizes) or (jpeg_sizes <= 0).any():
+    return False
+  # In float32, as `window_in_image` computes them.
+  scale = jpeg_sizes.min(axis=1).astype(np.float32) / np.float32(image_size)
+  windows = np.maximum(1, np.round(np.float32(crop_size) * scale))
+  return bool(jpeg_sizes.max() <= canvas and (windows < 2 * crop_size).all())
 
 
 def ten_crops(image: tf.Tensor, crop_size: int) -> tf.Tensor:
@@ -481,9 +580,16 @@ def _without_undecodable(examples: tf.data.Dataset,
   return examples.ignore_errors(log_warning=True) if config.bad_images == 'skip' else examples
 
 
+def encoded(image: tf.Tensor, split: Split) -> tf.Tensor:
+  """An example's 'image' as its file's bytes when it is a path, else as it is: read inside the
+  map that decodes it (a map of its own cost ~0.1 of the host's rate, docs/performance.md)."""
+  return tf.io.read_file(image) if split.holds == 'path' else image
+
+
 def _decoded(split: Split, config: ml_collections.ConfigDict) -> tf.data.Dataset:
   return _without_undecodable(split.examples.map(
-      lambda x: {'image': decode_and_resize(x['image'], config.image_size, split.decoded),
+      lambda x: {'image': decode_and_resize(encoded(x['image'], split), config.image_size,
+                                            split.holds == 'decoded'),
                  'label': x['label']},
       num_parallel_calls=tf.data.AUTOTUNE), config)
 
@@ -517,10 +623,17 @@ def train_epoch(source: Source, config: ml_collections.ConfigDict, *, global_bat
   """
   local_batch_size = global_batch_size // process_count
   epoch_seed = seed * 1_000_003 + epoch
-  examples = cached if cached is not None else source.train.examples
-  # Without a cache this shuffles file names (or TFDS records) before anything is decoded.
-  examples = examples.shuffle(config.shuffle_buffer, seed=epoch_seed,
-                              reshuffle_each_iteration=False).enumerate()
+  if cached is None and source.train.holds == 'path':
+    # An image folder's paths all shuffled in NumPy: a source of (index, example) as the
+    # shuffle buffer's below, at a fraction of its per-example cost (docs/performance.md).
+    order = np.random.default_rng(epoch_seed).permutation(source.train.num_local)
+    examples = tf.data.Dataset.from_tensor_slices((
+        np.arange(len(order), dtype=np.int64),
+        {'image': np.asarray(source.train.image_files)[order],
+         'label': source.train.labels[order]}))
+  else:  # TFDS records (not decoded yet) or the cache's decoded images.
+    examples = (cached if cached is not None else source.train.examples).shuffle(
+        config.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False).enumerate()
   if source.train.process_sharded or process_count == 1:
     # Refilled from the epoch's start when undecodable images were dropped, so that every
     # process delivers its batches to the end of the epoch; numbered, for POSITION.
@@ -534,17 +647,37 @@ def train_epoch(source: Source, config: ml_collections.ConfigDict, *, global_bat
         .map(lambda index, x: rows((index, x), first, local_batch_size)) \
         .unbatch().repeat().enumerate()
   normalization = normalization or Normalization.from_config(config)
-  how = 'square' if cached is not None else 'decoded' if source.train.decoded else 'encoded'
+  how = 'square' if cached is not None else \
+      'decoded' if source.train.holds == 'decoded' else 'encoded'
   canvas = crops.window_canvas(config)
+  sizes = dict(image_size=config.image_size, crop_size=config.crop_size)
+  # JPEGs that `decode_window` would all decode whole at full scale are decoded so here, with
+  # no per-example choice, and their crops, windows and shifts made a batch at a time.
+  whole_jpegs = how == 'encoded' and canvas is not None and whole_at_full_scale(
+      source.train.jpeg_sizes, canvas=canvas, **sizes)
 
   def preprocess(ordinal, indexed):
     index, x = indexed
-    seed_pair = tf.stack([tf.constant(epoch_seed, tf.int64), index])
-    example = augment(x['image'], seed_pair, how=how, image_size=config.image_size,
-                      crop_size=config.crop_size, random_crop=config.random_crop,
-                      random_flip=config.random_flip, normalization=normalization,
-                      antialias=config.antialias_training_crops, canvas=canvas)
-    return {**example, 'label': x['label'], POSITION: ordinal + 1}
+    image = x['image'] if cached is not None else encoded(x['image'], source.train)
+    example = {'label': x['label'], POSITION: ordinal + 1}
+    if whole_jpegs:
+      image = tf.io.decode_jpeg(image, channels=3)
+      return {**example, 'image': image, 'size': tf.shape(image)[:2], 'index': index}
+    return {**example, **augment(image, example_draws(epoch_seed, index), how=how,
+                                 random_crop=config.random_crop,
+                                 random_flip=config.random_flip, normalization=normalization,
+                                 antialias=config.antialias_training_crops, canvas=canvas,
+                                 **sizes)}
+
+  def windows(batch):  # `augment`'s, for whole JPEGs.
+    batch = dict(batch)
+    draws = example_draws(epoch_seed, batch.pop('index'))
+    offset = crop_offset(draws, random_crop=config.random_crop, **sizes)
+    top_left, side = window_in_image(batch.pop('size'), offset, **sizes)
+    window = tf.cast(tf.concat([top_left, tf.stack([side, side], -1)], -1), tf.float32)
+    return {**batch, 'window': window, **shift_and_flip(
+        draws, offset, crop_size=config.crop_size, random_flip=config.random_flip,
+        normalization=normalization)}
 
   examples = _without_undecodable(examples.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE),
                                   config)
@@ -554,8 +687,8 @@ def train_epoch(source: Source, config: ml_collections.ConfigDict, *, global_bat
     shapes = {key: spec.shape for key, spec in examples.element_spec.items()}
     batches = examples.padded_batch(local_batch_size, {**shapes, 'image': [canvas, canvas, 3]},
                                     drop_remainder=True)
-  batches = batches.map(
-      lambda batch: {**batch, POSITION: tf.reduce_max(batch[POSITION])})
+  batches = batches.map(lambda batch: {
+      **(windows(batch) if whole_jpegs else batch), POSITION: tf.reduce_max(batch[POSITION])})
   return batches.take(num_batches - skip_batches).prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
 
 

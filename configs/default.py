@@ -82,7 +82,8 @@ def get_config(variant: str = 'imagenet') -> ml_collections.ConfigDict:
   # centre crop only (ten times less work).
   config.dataset.ten_crop_eval = True
   config.dataset.cache = False  # Keep decoded images in memory (small datasets only).
-  config.dataset.shuffle_buffer = 16_384  # Of file names (not cached) or decoded images (cached).
+  # Of TFDS records or of decoded images (cached); an image folder's paths are shuffled whole.
+  config.dataset.shuffle_buffer = 16_384
   # Synthetic source only: a learnable task of class-coloured patterns.
   config.dataset.synthetic_num_classes = 10
   config.dataset.synthetic_train_examples = 256

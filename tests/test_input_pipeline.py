@@ -178,9 +178,9 @@ def test_lighting_noise_follows_the_eigenvectors_with_the_configured_spread():
   config = default.get_config().dataset
   eigenvalues = np.asarray(config.pca_eigenvalues, np.float32)
   eigenvectors = np.asarray(config.pca_eigenvectors, np.float32)
-  noise = np.stack([input_pipeline.lighting_noise(
-      tf.constant([7, i], tf.int64), std=config.pca_std, eigenvalues=eigenvalues,
-      eigenvectors=eigenvectors).numpy() for i in range(2000)])
+  lighting = dict(std=config.pca_std, eigenvalues=eigenvalues, eigenvectors=eigenvectors)
+  draws = input_pipeline.example_draws(7, tf.range(2000, dtype=tf.int64))
+  noise = input_pipeline.lighting_noise(draws[:, 3:], **lighting).numpy()
   # Coordinates in the eigenvector basis are a_i * l_i * 255, with a_i ~ N(0, pca_std).
   alphas = np.linalg.solve(eigenvectors, noise.T / 255.0).T / eigenvalues
   np.testing.assert_allclose(alphas.std(axis=0), config.pca_std, rtol=0.1)
@@ -193,12 +193,12 @@ def test_lighting_noise_follows_the_eigenvectors_with_the_configured_spread():
   tolerance = dict(rtol=0.15, atol=0.05 * np.abs(want).max())
   np.testing.assert_allclose(np.cov(noise.T), want, **tolerance)
   assert not np.allclose(np.cov(noise.T), rows_taken, **tolerance)
-  # Drawn once per image and presentation: the same seed gives the same noise, another not.
-  noise_of = lambda seed: input_pipeline.lighting_noise(
-      tf.constant(seed, tf.int64), std=config.pca_std, eigenvalues=eigenvalues,
-      eigenvectors=eigenvectors).numpy()
-  np.testing.assert_array_equal(noise_of([7, 3]), noise[3])
-  assert not np.allclose(noise_of([8, 3]), noise[3])
+  # Drawn once per image and presentation, alone or with its batch: the same epoch seed and
+  # example give the same noise, another seed not.
+  noise_of = lambda epoch_seed: input_pipeline.lighting_noise(input_pipeline.example_draws(
+      epoch_seed, tf.constant(3, tf.int64))[3:], **lighting).numpy()
+  np.testing.assert_array_equal(noise_of(7), noise[3])
+  assert not np.allclose(noise_of(8), noise[3])
 
 
 def test_ten_crops_are_the_corners_the_centre_and_their_mirrors():
@@ -233,9 +233,10 @@ def test_a_reflected_example_is_the_mirror_image():
 
 def test_lighting_noise_lies_in_the_span_of_the_eigenvectors():
   eigenvectors = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0]
-  noise = np.stack([input_pipeline.lighting_noise(
-      tf.constant([7, i], tf.int64), std=0.1, eigenvalues=np.float32([0.2, 0.05, 0.0]),
-      eigenvectors=eigenvectors.astype(np.float32)).numpy() for i in range(200)])
+  noise = input_pipeline.lighting_noise(
+      input_pipeline.example_draws(7, tf.range(200, dtype=tf.int64))[:, 3:], std=0.1,
+      eigenvalues=np.float32([0.2, 0.05, 0.0]), eigenvectors=eigenvectors.astype(np.float32))
+  noise = noise.numpy()
   # The third eigenvalue is 0: the noise has no component along the third eigenvector.
   np.testing.assert_allclose(noise @ eigenvectors[:, 2], 0, atol=1e-4)
   assert np.abs(noise @ eigenvectors[:, 1]).max() > 0.1
@@ -338,6 +339,59 @@ def test_training_batches_with_and_without_the_device_resize(tmp_path):
   host_images = steps.training_images(host)
   assert np.abs(device_images - host_images)[:, 3:-3, 3:-3].max() <= 0.5 + 2e-3
   assert np.abs(device_images - host_images).mean() < 0.5
+
+
+def test_jpeg_sizes_are_read_from_the_headers(tmp_path):
+  """probe_image_file reads a JPEG's size as the decoder does, past extra segments (XMP) and in
+  a progressive file; other formats and non-images have none."""
+  image = np.random.default_rng(0).integers(0, 255, (37, 53, 3)).astype(np.uint8)
+  files = {'plain.jpg': tf.io.encode_jpeg(image),
+           'progressive.jpg': tf.io.encode_jpeg(image, progressive=True, xmp_metadata='<x/>' * 99),
+           'image.png': tf.io.encode_png(image), 'text.jpg': b'not an image'}
+  for name, contents in files.items():
+    tf.io.write_file(str(tmp_path / name), contents)
+  probe = lambda name: input_pipeline.probe_image_file(str(tmp_path / name))
+  assert probe('plain.jpg') == probe('progressive.jpg') == (True, (37, 53))
+  assert tuple(tf.image.extract_jpeg_shape(files['progressive.jpg'])[:2].numpy()) == (37, 53)
+  assert probe('image.png') == (True, (0, 0)) and probe('text.jpg') == (False, (0, 0))
+  whole = lambda sizes, canvas=47: input_pipeline.whole_at_full_scale(
+      np.asarray(sizes), image_size=32, crop_size=24, canvas=canvas)
+  assert whole([[40, 30], [47, 20]]) and not whole([[40, 30], [0, 0]])  # A PNG among them.
+  assert not whole([[48, 30]]) and whole([[48, 30]], canvas=48)  # Larger than the canvas.
+  assert not whole([[64, 64]], canvas=99)  # Its window (48) is twice the crop: DCT-scaled.
+
+
+def test_whole_jpegs_give_the_batches_of_the_per_example_path(tmp_path, monkeypatch):
+  """When every JPEG fits the canvas whole, train_epoch decodes them with no per-example choice
+  and makes their windows, shifts and flips a batch at a time: the batches `decode_window` and
+  `augment` make one example at a time, bit for bit but the mean image's shifts (to a float32
+  rounding: TensorFlow's graph rewrites differ between the two maps)."""
+  root = write_image_folder(str(tmp_path), size=(40, 30))
+  config = _dataset_config(data_dir=root, image_size=32, crop_size=24, pca_lighting=True,
+                           resize_on_device=True)
+  source = input_pipeline.create_source(config)
+  stats = image_stats.compute(input_pipeline.decoded_batches(source.train, config, 8))
+  normalization = lambda mean_image: input_pipeline.Normalization(
+      tf.constant(stats.mean_image if mean_image else stats.mean_rgb, tf.float32),
+      {'std': 0.1, 'eigenvalues': tf.constant(stats.eigenvalues, tf.float32),
+       'eigenvectors': tf.constant(stats.eigenvectors, tf.float32)})
+  epoch = lambda mean_image: list(input_pipeline.train_epoch(
+      source, config, global_batch_size=8, seed=3, epoch=1, num_batches=2,
+      normalization=normalization(mean_image)))
+  for mean_image in (False, True):
+    batch_at_a_time = epoch(mean_image)
+    with monkeypatch.context() as patch:
+      patch.setattr(input_pipeline, 'whole_at_full_scale', lambda *a, **k: False)
+      one_at_a_time = epoch(mean_image)
+    for got, want in zip(batch_at_a_time, one_at_a_time):
+      assert got.keys() == want.keys()
+      for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-6 if key == 'shift' else 0,
+                                   err_msg=key)
+      if not mean_image:
+        np.testing.assert_array_equal(got['shift'], want['shift'])
+    assert batch_at_a_time[0]['shift'].shape == ((8, 24, 24, 3) if mean_image else (8, 3))
+    assert 0 < batch_at_a_time[0]['flip'].sum() + batch_at_a_time[1]['flip'].sum() < 16
 
 
 def test_dataset_stats_command_and_the_mean_image(tmp_path):
