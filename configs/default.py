@@ -41,15 +41,17 @@ def get_config(variant: str = 'imagenet') -> ml_collections.ConfigDict:
   config.dataset.random_flip = True  # Sec. 4.1, horizontal reflections.
   # Training crops of JPEGs are decoded from the window they cover and resized to crop_size: on
   # the host, or (True) by the step on the device, the host only decoding (DCT-downscaled while
-  # that leaves at least crop_size) into a canvas (alexnet_jax/crops.py). Off by default: with
-  # the default canvas the host measured no faster and the device receives 4x the bytes; with
-  # a canvas that fits the images' windows it is (docs/performance.md).
+  # that leaves at least crop_size) into a canvas (alexnet_jax/crops.py). For accelerator runs
+  # on JPEG folders, with a canvas that fits the images, the host then delivers about twice as
+  # many images (docs/performance.md). Off by default: a CPU-only run's step resizes on the same
+  # cores, and the records in results/ were trained with the host's crops.
   config.dataset.resize_on_device = False
   # The side of the uint8 canvas that carries each window to the device; 0: 2 * crop_size - 1,
   # which holds any window DCT downscaling leaves. An image or window larger than the canvas is
   # resized on the host. The host's throughput falls with the canvas's area (it fills every
   # byte): set it to the largest window your images have (crop_size * shorter side /
-  # image_size) when that is smaller; whole images that fit are decoded whole, the fastest.
+  # image_size) when that is smaller; whole images that fit are decoded whole, the fastest,
+  # and when all of an image folder's JPEGs fit, with no per-example choice at all.
   config.dataset.window_canvas = 0
   # Antialias that resize, as evaluation's is (on the host it costs a third of the throughput).
   config.dataset.antialias_training_crops = False
