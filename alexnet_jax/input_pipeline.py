@@ -37,7 +37,7 @@ class Split:
   num_global: int  # Examples over all processes.
   holds: str  # What 'image' is: 'path' (a file's), 'encoded' (a file's bytes) or 'decoded' (uint8).
   process_sharded: bool  # True when `examples` holds only this process's share.
-  image_files: tuple[str, ...] = ()  # An image folder's, behind `examples`: to name a bad one.
+  image_files: tuple[str, ...] = ()  # An image folder's (`examples`): to name a bad one, to shuffle.
   # An image folder's [height, width] of each JPEG (from its header), 0 for other files, and
   # labels (for shuffling paths without tf.data's shuffle buffer).
   jpeg_sizes: np.ndarray | None = None
@@ -120,7 +120,7 @@ def _list_images(split_dir: str, class_names: list[str],
     image_paths += [paths.join(class_dir, f) for f in files]
     labels += [label] * len(files)
   with concurrent.futures.ThreadPoolExecutor(32) as pool:  # I/O bound: many small reads.
-    good, sizes = zip(*pool.map(probe_image_file, image_paths))  # Each class has a file.
+    good, sizes = zip(*pool.map(probe_image_file, image_paths))  # Never empty (checked above).
   bad = [p for p, ok in zip(image_paths, good) if not ok]
   if bad and bad_images == 'fail':
     raise UserInputError(f'{bad[0]} is not an image (JPEG, PNG, GIF or BMP), nor are '
