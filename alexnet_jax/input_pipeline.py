@@ -37,7 +37,7 @@ class Split:
   num_global: int  # Examples over all processes.
   holds: str  # What 'image' is: 'path' (a file's), 'encoded' (a file's bytes) or 'decoded' (uint8).
   process_sharded: bool  # True when `examples` holds only this process's share.
-  image_files: tuple[str, ...] = ()  # An image folder's (`examples`): to name a bad one, to shuffle.
+  image_files: tuple[str, ...] = ()  # An image folder's: to name a bad one, and to shuffle.
   # An image folder's [height, width] of each JPEG (from its header), 0 for other files, and
   # labels (for shuffling paths without tf.data's shuffle buffer).
   jpeg_sizes: np.ndarray | None = None
