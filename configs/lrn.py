@@ -21,9 +21,10 @@ ten-view test runs every CUDA_CONVNET_EVAL_EVERY_EPOCHS epochs.
 
 Paper: ImageNet top-1 -1.4%, top-5 -1.2%; CIFAR-10 four-layer net 13% -> 11% test error.
 Wall time (cuda_convnet, 2 cores, no accelerator): the 13% net 61 min and the 11% net 95 min on
-an Intel Xeon, 42 and 53 min on an AMD EPYC Zen 5; the other variants are not yet timed.
-Result (cuda_convnet, seed 0, ten views; records in results/c2_cifar10): 19.63% -> 19.01% test
-top-1, 0.62 points of the paper's 2: 'direction only' (docs/cuda_convnet_cifar.md).
+an Intel Xeon, 42-45 and 53 min on an AMD EPYC Zen 5; the other variants are not yet timed.
+Result (cuda_convnet, ten views; records in results/c2_cifar10): 19.63% -> 19.01% test top-1
+with seed 0, 19.61% -> 19.54% with seed 1, a mean of 0.35 of the paper's 2 points: 'direction
+only' (docs/cuda_convnet_cifar.md).
 """
 
 import ml_collections
