@@ -552,10 +552,9 @@ def whole_at_full_scale(jpeg_sizes: np.ndarray | None, *, image_size: int, crop_
   per-example choices, whose control flow costs more of the host's time than the decoding."""
   if jpeg_sizes is None or not len(jpeg_sizes) or (jpeg_sizes <= 0).any():
     return False
-  # In float32, as `window_in_image` computes them.
-  scale = jpeg_sizes.min(axis=1).astype(np.float32) / np.float32(image_size)
-  windows = np.maximum(1, np.round(np.float32(crop_size) * scale))
-  return bool(jpeg_sizes.max() <= canvas and (windows < 2 * crop_size).all())
+  _, windows = window_in_image(tf.constant(jpeg_sizes, tf.int32), tf.zeros([2], tf.int32),
+                               image_size=image_size, crop_size=crop_size)
+  return bool(jpeg_sizes.max() <= canvas and (windows.numpy() < 2 * crop_size).all())
 
 
 def ten_crops(image: tf.Tensor, crop_size: int) -> tf.Tensor:
